@@ -1,0 +1,839 @@
+//! Configuration: the TOML file and the zone files it names, validated into
+//! typed structs before anything listens. Validation is pure: file reading is
+//! passed in, so every rule is unit-tested without touching the disk.
+
+pub mod error;
+mod raw;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::ops::{Range, RangeInclusive};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hickory_proto::rr::{Name, RecordType};
+use reqwest::header::{HeaderName, HeaderValue};
+use toml::Spanned;
+
+use crate::decide::{AllDown, Failback, Policy};
+use crate::zone::{StaticZone, parse_zone};
+use error::SourceMap;
+pub use error::{ConfigError, Problem};
+use raw::{RawAlias, RawCheck, RawConfig, RawServer};
+
+pub const DEFAULT_CONFIG: &str = "config/txtfailover.toml";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
+pub const DEFAULT_TTL: u32 = 30;
+/// Route 53's advice for health-checked records.
+pub const TTL_WARN_ABOVE: u32 = 60;
+
+/// A validated configuration: everything `serve` needs, nothing left to check.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: PathBuf,
+    pub server: ServerConfig,
+    pub zones: Vec<StaticZone>,
+    pub checks: Vec<CheckSpec>,
+    pub aliases: Vec<AliasSpec>,
+    /// Legal but questionable settings, shown by `check` and logged by `serve`.
+    pub warnings: Vec<Problem>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    pub state_dir: PathBuf,
+    /// Threads answering UDP on each listen address.
+    pub udp_workers: usize,
+    /// A TCP connection idle this long is closed.
+    pub tcp_idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckSpec {
+    pub name: String,
+    pub probe: ProbeSpec,
+    pub timing: Timing,
+}
+
+/// When and how often a check runs, and how many results move its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub fall: u32,
+    pub rise: u32,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(4),
+            fall: 3,
+            rise: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeSpec {
+    Http(HttpSpec),
+    Tcp { address: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSpec {
+    pub url: reqwest::Url,
+    pub method: reqwest::Method,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Connect here instead of resolving the URL's host (like curl --resolve);
+    /// Host header and TLS SNI still come from the URL.
+    pub resolve: Option<SocketAddr>,
+    pub tls_verify: bool,
+    pub expect_status: Vec<RangeInclusive<u16>>,
+    pub expect_body: Option<String>,
+}
+
+/// How many bytes of a response body are searched for `expect_body`.
+pub const BODY_SCAN_LIMIT: usize = 5120;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AliasSpec {
+    /// Lower-case, fully qualified connection string.
+    pub name: Name,
+    /// Index into `Config::zones` of the zone that holds it.
+    pub zone: usize,
+    pub ttl: u32,
+    pub policy: Policy,
+    pub targets: Vec<TargetSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSpec {
+    pub region: String,
+    pub connection_id: String,
+    /// Indices into `Config::checks`; the target is healthy when all are.
+    pub checks: Vec<usize>,
+}
+
+/// Reads and validates the configuration at `path` and the zone files it names.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(vec![
+            Problem::new(path, 0, 0, format!("cannot read config: {e}")).hint(format!(
+                "create it, or pass --config PATH (default {DEFAULT_CONFIG})"
+            )),
+        ])
+    })?;
+    validate(path, &text, &|p: &Path| std::fs::read_to_string(p))
+}
+
+/// Validates config text; `read` fetches zone files (relative paths are
+/// resolved against the config file's directory before it is called).
+pub fn validate(
+    path: &Path,
+    text: &str,
+    read: &dyn Fn(&Path) -> std::io::Result<String>,
+) -> Result<Config, ConfigError> {
+    let map = SourceMap::new(path, text);
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        ConfigError(vec![
+            map.at(&span, e.message().trim().to_string())
+                .hint("see the configuration reference in README.md"),
+        ])
+    })?;
+    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let mut v = Validator {
+        map,
+        base,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let server = v.server(raw.server.as_ref());
+    let zones = v.zones(&raw, read);
+    let checks = v.checks(&raw.checks);
+    let aliases = v.aliases(&raw.aliases, &zones, &checks);
+    if !v.problems.is_empty() {
+        return Err(ConfigError(v.problems));
+    }
+    Ok(Config {
+        source: path.to_path_buf(),
+        server,
+        zones,
+        checks: checks.into_iter().map(|(c, _)| c).collect(),
+        aliases,
+        warnings: v.warnings,
+    })
+}
+
+struct Validator<'a> {
+    map: SourceMap<'a>,
+    base: PathBuf,
+    problems: Vec<Problem>,
+    warnings: Vec<Problem>,
+}
+
+fn is_connection_id(s: &str) -> bool {
+    (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn is_connection_string(s: &str) -> bool {
+    (1..=255).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+}
+
+fn parse_status_range(s: &str) -> Option<RangeInclusive<u16>> {
+    let (lo, hi) = s.split_once('-').unwrap_or((s, s));
+    let (lo, hi): (u16, u16) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
+    ((100..=599).contains(&lo) && (lo..=599).contains(&hi)).then_some(lo..=hi)
+}
+
+impl Validator<'_> {
+    fn err(&mut self, span: &Range<usize>, message: impl Into<String>, hint: impl Into<String>) {
+        let p = self.map.at(span, message).hint(hint);
+        self.problems.push(p);
+    }
+
+    fn resolve_path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn duration(
+        &mut self,
+        field: &str,
+        value: Option<&Spanned<String>>,
+        default: Duration,
+    ) -> Duration {
+        let Some(value) = value else { return default };
+        match humantime::parse_duration(value.get_ref()) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.err(
+                    &value.span(),
+                    format!("`{field}` must be greater than zero"),
+                    "write e.g. \"10s\"",
+                );
+                default
+            }
+            Err(e) => {
+                self.err(
+                    &value.span(),
+                    format!("`{field}` = {:?} is not a duration: {e}", value.get_ref()),
+                    "write a duration such as \"500ms\", \"10s\", \"2m\" or \"1h 30m\"",
+                );
+                default
+            }
+        }
+    }
+
+    fn server(&mut self, raw: Option<&Spanned<RawServer>>) -> ServerConfig {
+        let empty = RawServer::default();
+        let raw = raw.map_or(&empty, |s| s.get_ref());
+        let mut listen = Vec::new();
+        match &raw.listen {
+            None => listen.push(DEFAULT_LISTEN.parse().expect("default listen address")),
+            Some(list) => {
+                for item in list {
+                    match item.get_ref().parse::<SocketAddr>() {
+                        Ok(a) if listen.contains(&a) => self.err(
+                            &item.span(),
+                            format!("listen address {a} is given twice"),
+                            "list each address once",
+                        ),
+                        Ok(a) => listen.push(a),
+                        Err(_) => self.err(
+                            &item.span(),
+                            format!("listen address {:?} is not IP:port", item.get_ref()),
+                            "write e.g. \"127.0.0.1:5353\" or \"[::1]:53\"",
+                        ),
+                    }
+                }
+            }
+        }
+        let udp_workers = match &raw.udp_workers {
+            Some(n) if *n.get_ref() == 0 || *n.get_ref() > 64 => {
+                self.err(
+                    &n.span(),
+                    "`udp_workers` must be between 1 and 64",
+                    "leave it out for one per CPU",
+                );
+                1
+            }
+            Some(n) => *n.get_ref(),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        ServerConfig {
+            listen,
+            state_dir: self.resolve_path(raw.state_dir.as_ref().map_or("state", |s| s.get_ref())),
+            udp_workers,
+            tcp_idle_timeout: self.duration(
+                "tcp_idle_timeout",
+                raw.tcp_idle_timeout.as_ref(),
+                Duration::from_secs(10),
+            ),
+        }
+    }
+
+    fn zones(
+        &mut self,
+        raw: &RawConfig,
+        read: &dyn Fn(&Path) -> std::io::Result<String>,
+    ) -> Vec<StaticZone> {
+        let mut zones: Vec<StaticZone> = Vec::new();
+        if raw.zones.is_empty() {
+            self.problems.push(
+                Problem::new(self.map.file, 0, 0, "no [[zone]] is configured")
+                    .hint("add [[zone]] with `origin` and `file` for each zone to serve"),
+            );
+        }
+        for z in &raw.zones {
+            let z = z.get_ref();
+            let origin = match Name::from_ascii(z.origin.get_ref()) {
+                Ok(mut n) if !z.origin.get_ref().is_empty() => {
+                    n.set_fqdn(true);
+                    n.to_lowercase()
+                }
+                _ => {
+                    self.err(
+                        &z.origin.span(),
+                        format!("zone origin {:?} is not a domain name", z.origin.get_ref()),
+                        "write e.g. \"example.com\"",
+                    );
+                    continue;
+                }
+            };
+            if zones.iter().any(|o| o.origin == origin) {
+                self.err(
+                    &z.origin.span(),
+                    format!("zone {origin} is configured twice"),
+                    "keep one [[zone]] per origin",
+                );
+                continue;
+            }
+            let file = self.resolve_path(z.file.get_ref());
+            let text = match read(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.err(
+                        &z.file.span(),
+                        format!("cannot read zone file {}: {e}", file.display()),
+                        "check the path; relative paths start at the config file's directory",
+                    );
+                    continue;
+                }
+            };
+            match parse_zone(&text, &file, &origin) {
+                Ok(zone) => zones.push(zone),
+                Err(problems) => self.problems.extend(problems),
+            }
+        }
+        zones
+    }
+
+    fn checks(&mut self, raw: &[Spanned<RawCheck>]) -> Vec<(CheckSpec, Range<usize>)> {
+        let mut out: Vec<(CheckSpec, Range<usize>)> = Vec::new();
+        for c in raw {
+            let span = c.span();
+            let c = c.get_ref();
+            let name = c.name.get_ref().clone();
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                self.err(
+                    &c.name.span(),
+                    format!("check name {name:?} is not valid"),
+                    "use letters, digits, '-', '_' and '.'",
+                );
+            }
+            if out.iter().any(|(o, _)| o.name == name) {
+                self.err(
+                    &c.name.span(),
+                    format!("check {name:?} is defined twice"),
+                    "give every [[check]] its own name",
+                );
+                continue;
+            }
+            let timing = self.timing(c);
+            let probe = match c.kind.get_ref().as_str() {
+                kind @ ("http" | "https") => self.http(c, kind).map(ProbeSpec::Http),
+                "tcp" => self.tcp(c),
+                other => {
+                    self.err(
+                        &c.kind.span(),
+                        format!("check kind {other:?} is not known"),
+                        "use \"http\", \"https\" or \"tcp\"",
+                    );
+                    None
+                }
+            };
+            if let Some(probe) = probe {
+                out.push((
+                    CheckSpec {
+                        name,
+                        probe,
+                        timing,
+                    },
+                    span,
+                ));
+            }
+        }
+        out
+    }
+
+    fn timing(&mut self, c: &RawCheck) -> Timing {
+        let d = Timing::default();
+        let interval = self.duration("interval", c.interval.as_ref(), d.interval);
+        let timeout = self.duration("timeout", c.timeout.as_ref(), d.timeout.min(interval / 2));
+        if timeout >= interval {
+            let span = c
+                .timeout
+                .as_ref()
+                .or(c.interval.as_ref())
+                .map_or(c.name.span(), |s| s.span());
+            self.err(
+                &span,
+                format!(
+                    "check {:?}: timeout ({}) must be shorter than interval ({})",
+                    c.name.get_ref(),
+                    humantime::format_duration(timeout),
+                    humantime::format_duration(interval)
+                ),
+                "lower `timeout` or raise `interval` so probes never overlap",
+            );
+        }
+        let mut threshold = |field: &str, v: &Option<Spanned<i64>>, default: u32| match v {
+            None => default,
+            Some(v) if (1..=100).contains(v.get_ref()) => *v.get_ref() as u32,
+            Some(v) => {
+                self.err(
+                    &v.span(),
+                    format!("`{field}` must be between 1 and 100, not {}", v.get_ref()),
+                    format!("{field} counts consecutive probe results; the default is {default}"),
+                );
+                default
+            }
+        };
+        let fall = threshold("fall", &c.fall, d.fall);
+        let rise = threshold("rise", &c.rise, d.rise);
+        Timing {
+            interval,
+            timeout,
+            fall,
+            rise,
+        }
+    }
+
+    /// Reports fields that belong to another kind of check.
+    fn foreign(&mut self, kind: &str, fields: &[(&str, Option<Range<usize>>)]) {
+        for (field, span) in fields {
+            if let Some(span) = span {
+                self.err(
+                    span,
+                    format!("`{field}` does not apply to {kind} checks"),
+                    "remove it, or change `kind`",
+                );
+            }
+        }
+    }
+
+    fn http(&mut self, c: &RawCheck, kind: &str) -> Option<HttpSpec> {
+        self.foreign(kind, &[("address", c.address.as_ref().map(|s| s.span()))]);
+        let Some(url_raw) = &c.url else {
+            self.err(
+                &c.name.span(),
+                format!("{kind} check {:?} has no `url`", c.name.get_ref()),
+                "add url = \"https://host/path\"",
+            );
+            return None;
+        };
+        let url = match reqwest::Url::parse(url_raw.get_ref()) {
+            Ok(u) if u.scheme() == kind && u.host().is_some() => u,
+            Ok(u) => {
+                self.err(
+                    &url_raw.span(),
+                    format!("url scheme {:?} does not match kind {kind:?}", u.scheme()),
+                    format!("write a {kind}:// URL or change `kind`"),
+                );
+                return None;
+            }
+            Err(e) => {
+                self.err(
+                    &url_raw.span(),
+                    format!("url {:?} is not valid: {e}", url_raw.get_ref()),
+                    "write e.g. \"https://ws-broker-service.us-west-2.amazonaws.com/ping\"",
+                );
+                return None;
+            }
+        };
+        let method = match &c.method {
+            None => reqwest::Method::GET,
+            Some(m) => {
+                match reqwest::Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()) {
+                    Ok(m) => m,
+                    Err(_) => {
+                        self.err(
+                            &m.span(),
+                            format!("method {:?} is not an HTTP method", m.get_ref()),
+                            "use GET, HEAD or POST",
+                        );
+                        reqwest::Method::GET
+                    }
+                }
+            }
+        };
+        let mut headers = Vec::new();
+        if let Some(h) = &c.headers {
+            for (k, val) in h.get_ref() {
+                match (
+                    HeaderName::from_bytes(k.as_bytes()),
+                    HeaderValue::from_str(val),
+                ) {
+                    (Ok(k), Ok(val)) => headers.push((k, val)),
+                    _ => self.err(
+                        &h.span(),
+                        format!("header {k:?}: {val:?} is not a valid HTTP header"),
+                        "use token names and visible ASCII values",
+                    ),
+                }
+            }
+        }
+        let resolve = c
+            .resolve
+            .as_ref()
+            .and_then(|r| match r.get_ref().parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    self.err(
+                        &r.span(),
+                        format!("resolve {:?} is not IP:port", r.get_ref()),
+                        "write the address to connect to, e.g. \"192.0.2.10:443\"",
+                    );
+                    None
+                }
+            });
+        let mut expect_status = Vec::new();
+        match &c.expect_status {
+            None => expect_status.push(200..=399),
+            Some(list) => {
+                for s in list.get_ref() {
+                    match parse_status_range(s.get_ref()) {
+                        Some(r) => expect_status.push(r),
+                        None => self.err(
+                            &s.span(),
+                            format!("status {:?} is not a status code or range", s.get_ref()),
+                            "write e.g. \"200\" or \"200-399\"",
+                        ),
+                    }
+                }
+                if list.get_ref().is_empty() {
+                    self.err(
+                        &list.span(),
+                        "`expect_status` is empty",
+                        "leave it out for 200-399",
+                    );
+                }
+            }
+        }
+        let expect_body = c.expect_body.as_ref().map(|b| b.get_ref().clone());
+        if let Some(b) = &c.expect_body
+            && (b.get_ref().is_empty() || b.get_ref().len() > BODY_SCAN_LIMIT)
+        {
+            self.err(
+                &b.span(),
+                format!("`expect_body` must be 1 to {BODY_SCAN_LIMIT} bytes"),
+                "use a short substring such as \"healthy\"",
+            );
+        }
+        if kind == "http"
+            && let Some(t) = &c.tls_verify
+        {
+            self.err(
+                &t.span(),
+                "`tls_verify` applies only to https checks",
+                "remove it",
+            );
+        }
+        Some(HttpSpec {
+            url,
+            method,
+            headers,
+            resolve,
+            tls_verify: c.tls_verify.as_ref().is_none_or(|t| *t.get_ref()),
+            expect_status,
+            expect_body,
+        })
+    }
+
+    fn tcp(&mut self, c: &RawCheck) -> Option<ProbeSpec> {
+        self.foreign(
+            "tcp",
+            &[
+                ("url", c.url.as_ref().map(|s| s.span())),
+                ("method", c.method.as_ref().map(|s| s.span())),
+                ("headers", c.headers.as_ref().map(|s| s.span())),
+                ("resolve", c.resolve.as_ref().map(|s| s.span())),
+                ("tls_verify", c.tls_verify.as_ref().map(|s| s.span())),
+                ("expect_status", c.expect_status.as_ref().map(|s| s.span())),
+                ("expect_body", c.expect_body.as_ref().map(|s| s.span())),
+            ],
+        );
+        let Some(addr) = &c.address else {
+            self.err(
+                &c.name.span(),
+                format!("tcp check {:?} has no `address`", c.name.get_ref()),
+                "add address = \"host:port\"",
+            );
+            return None;
+        };
+        let ok = addr.get_ref().rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !ok {
+            self.err(
+                &addr.span(),
+                format!("address {:?} is not host:port", addr.get_ref()),
+                "write e.g. \"drp-iad.amazonworkspaces.com:4172\" or \"[::1]:4172\"",
+            );
+            return None;
+        }
+        Some(ProbeSpec::Tcp {
+            address: addr.get_ref().clone(),
+        })
+    }
+
+    fn aliases(
+        &mut self,
+        raw: &[Spanned<RawAlias>],
+        zones: &[StaticZone],
+        checks: &[(CheckSpec, Range<usize>)],
+    ) -> Vec<AliasSpec> {
+        let mut out: Vec<AliasSpec> = Vec::new();
+        let mut used_checks = HashSet::new();
+        for a in raw {
+            let a = a.get_ref();
+            let text = a.name.get_ref();
+            let span = a.name.span();
+            let name = match Name::from_ascii(text) {
+                Ok(mut n) if is_connection_string(text) => {
+                    n.set_fqdn(true);
+                    n.to_lowercase()
+                }
+                _ => {
+                    self.err(&span, format!("alias name {text:?} is not a valid connection string"), "use 1-255 letters, digits, '-' and '.', forming a DNS name such as \"desktop.example.com\"");
+                    continue;
+                }
+            };
+            if out.iter().any(|o| o.name == name) {
+                self.err(
+                    &span,
+                    format!("alias {name} is defined twice"),
+                    "keep one [[alias]] per connection string",
+                );
+                continue;
+            }
+            let zone = zones
+                .iter()
+                .enumerate()
+                .filter(|(_, z)| z.origin.zone_of(&name))
+                .max_by_key(|(_, z)| z.origin.num_labels())
+                .map(|(i, _)| i);
+            let Some(zone) = zone else {
+                if !zones.is_empty() {
+                    let served: Vec<String> = zones.iter().map(|z| z.origin.to_string()).collect();
+                    self.err(
+                        &span,
+                        format!("alias {name} is not inside any served zone"),
+                        format!(
+                            "add a [[zone]] that contains it; served zones: {}",
+                            served.join(", ")
+                        ),
+                    );
+                }
+                continue;
+            };
+            let z = &zones[zone];
+            if let Some(cut) = z.delegations().find(|d| d.zone_of(&name)) {
+                self.err(
+                    &span,
+                    format!(
+                        "alias {name} is at or below the delegation {cut} in zone {}",
+                        z.origin
+                    ),
+                    "move the alias, or remove the NS records that delegate it away",
+                );
+                continue;
+            }
+            for (rtype, what) in [
+                (RecordType::TXT, "a static TXT"),
+                (RecordType::CNAME, "a CNAME"),
+            ] {
+                if z.has_record(&name, rtype) {
+                    self.err(
+                        &span,
+                        format!(
+                            "alias {name} collides with {what} record in the zone file of {}",
+                            z.origin
+                        ),
+                        "remove that record from the zone file: the alias answers TXT at this name",
+                    );
+                }
+            }
+            let ttl = match &a.ttl {
+                None => DEFAULT_TTL,
+                Some(t) if (0..=i64::from(i32::MAX)).contains(t.get_ref()) => *t.get_ref() as u32,
+                Some(t) => {
+                    self.err(
+                        &t.span(),
+                        format!("ttl {} is out of range", t.get_ref()),
+                        "use seconds from 0 to 2147483647; 60 or less is advised",
+                    );
+                    DEFAULT_TTL
+                }
+            };
+            if ttl > TTL_WARN_ABOVE {
+                let t = a.ttl.as_ref().expect("ttl above default was written");
+                self.warnings.push(self.map.at(&t.span(), format!("alias {name}: ttl {ttl} is above {TTL_WARN_ABOVE} s: resolvers keep the old Region that long after a failover")).hint("use 60 or less, as Route 53 advises for health-checked records"));
+            }
+            let all_down = match a
+                .all_down
+                .as_ref()
+                .map(|s| (s.get_ref().as_str(), s.span()))
+            {
+                None | Some(("primary", _)) => AllDown::Primary,
+                Some(("last", _)) => AllDown::Last,
+                Some(("nodata", _)) => AllDown::NoData,
+                Some(("servfail", _)) => AllDown::ServFail,
+                Some((other, span)) => {
+                    self.err(
+                        &span,
+                        format!("all_down {other:?} is not known"),
+                        "use \"primary\", \"last\", \"nodata\" or \"servfail\"",
+                    );
+                    AllDown::Primary
+                }
+            };
+            let failback = match a
+                .failback
+                .as_ref()
+                .map(|s| (s.get_ref().as_str(), s.span()))
+            {
+                None | Some(("auto", _)) => Failback::Auto,
+                Some(("manual", _)) => Failback::Manual,
+                Some((other, span)) => {
+                    self.err(
+                        &span,
+                        format!("failback {other:?} is not known"),
+                        "use \"auto\" or \"manual\"",
+                    );
+                    Failback::Auto
+                }
+            };
+            let failback_after = match &a.failback_after {
+                Some(s) if s.get_ref().trim() == "0s" || s.get_ref().trim() == "0" => {
+                    Duration::ZERO
+                }
+                other => self.duration("failback_after", other.as_ref(), Duration::from_secs(120)),
+            };
+            let mut targets: Vec<TargetSpec> = Vec::new();
+            if a.targets.get_ref().is_empty() {
+                self.err(
+                    &a.targets.span(),
+                    format!("alias {name} has no targets"),
+                    "list at least the primary Region's target",
+                );
+            }
+            for t in a.targets.get_ref() {
+                let t = t.get_ref();
+                let id = t.connection_id.get_ref();
+                if !is_connection_id(id) {
+                    self.err(&t.connection_id.span(), format!("connection_id {id:?} is not a WorkSpaces connection identifier"), "copy the connection identifier of the Region's connection alias association: 1-20 letters and digits");
+                }
+                let region = t.region.get_ref();
+                if region.is_empty() {
+                    self.err(
+                        &t.region.span(),
+                        "region is empty",
+                        "name the Region, e.g. \"us-east-1\"",
+                    );
+                }
+                if targets.iter().any(|o| &o.region == region) {
+                    self.err(
+                        &t.region.span(),
+                        format!("region {region:?} appears twice in alias {name}"),
+                        "list each Region once, in priority order",
+                    );
+                }
+                let mut idx = Vec::new();
+                for c in &t.checks {
+                    match checks
+                        .iter()
+                        .position(|(spec, _)| &spec.name == c.get_ref())
+                    {
+                        Some(i) => {
+                            used_checks.insert(i);
+                            idx.push(i);
+                        }
+                        None => {
+                            let known: Vec<&str> =
+                                checks.iter().map(|(s, _)| s.name.as_str()).collect();
+                            self.err(
+                                &c.span(),
+                                format!("check {:?} is not defined", c.get_ref()),
+                                if known.is_empty() {
+                                    "define it with [[check]]".to_string()
+                                } else {
+                                    format!(
+                                        "define it with [[check]], or use one of: {}",
+                                        known.join(", ")
+                                    )
+                                },
+                            );
+                        }
+                    }
+                }
+                if t.checks.is_empty() {
+                    self.warnings.push(self.map.at(&t.region.span(), format!("alias {name}: target {region} has no checks and always counts as healthy")).hint("name the checks that judge this Region in `checks`"));
+                }
+                targets.push(TargetSpec {
+                    region: region.clone(),
+                    connection_id: id.clone(),
+                    checks: idx,
+                });
+            }
+            out.push(AliasSpec {
+                name,
+                zone,
+                ttl,
+                policy: Policy {
+                    all_down,
+                    failback,
+                    failback_after,
+                },
+                targets,
+            });
+        }
+        for (i, (c, span)) in checks.iter().enumerate() {
+            if !used_checks.contains(&i) {
+                self.warnings.push(
+                    self.map
+                        .at(span, format!("check {:?} is not used by any alias", c.name))
+                        .hint("remove it, or name it in a target's `checks`"),
+                );
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

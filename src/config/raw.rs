@@ -1,0 +1,79 @@
+//! The TOML schema exactly as written by users. Unknown keys are errors; the
+//! spans kept here let validation point at the offending line.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: Option<Spanned<RawServer>>,
+    #[serde(default, rename = "zone")]
+    pub zones: Vec<Spanned<RawZone>>,
+    #[serde(default, rename = "check")]
+    pub checks: Vec<Spanned<RawCheck>>,
+    #[serde(default, rename = "alias")]
+    pub aliases: Vec<Spanned<RawAlias>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<Vec<Spanned<String>>>,
+    pub state_dir: Option<Spanned<String>>,
+    pub udp_workers: Option<Spanned<usize>>,
+    pub tcp_idle_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawZone {
+    pub origin: Spanned<String>,
+    pub file: Spanned<String>,
+}
+
+/// One flat record for every check kind; which fields apply depends on
+/// `kind`, and validation says so when a field does not belong.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    pub name: Spanned<String>,
+    pub kind: Spanned<String>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub fall: Option<Spanned<i64>>,
+    pub rise: Option<Spanned<i64>>,
+    // http / https
+    pub url: Option<Spanned<String>>,
+    pub method: Option<Spanned<String>>,
+    pub headers: Option<Spanned<BTreeMap<String, String>>>,
+    pub resolve: Option<Spanned<String>>,
+    pub tls_verify: Option<Spanned<bool>>,
+    pub expect_status: Option<Spanned<Vec<Spanned<String>>>>,
+    pub expect_body: Option<Spanned<String>>,
+    // tcp
+    pub address: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlias {
+    pub name: Spanned<String>,
+    pub ttl: Option<Spanned<i64>>,
+    pub all_down: Option<Spanned<String>>,
+    pub failback: Option<Spanned<String>>,
+    pub failback_after: Option<Spanned<String>>,
+    pub targets: Spanned<Vec<Spanned<RawTarget>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub region: Spanned<String>,
+    pub connection_id: Spanned<String>,
+    #[serde(default)]
+    pub checks: Vec<Spanned<String>>,
+}

@@ -1,0 +1,195 @@
+//! The decision: which target an alias answers, and why. A pure function of
+//! target health, the alias's policy, what it answered before and the clock,
+//! so every branch is tested without sockets or timers.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// What to answer when no target is healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllDown {
+    /// Answer the primary (Route 53 and gdnsd behaviour).
+    Primary,
+    /// Keep answering whatever was answered last.
+    Last,
+    /// Answer NOERROR with no TXT record.
+    NoData,
+    /// Answer SERVFAIL so resolvers try again later.
+    ServFail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failback {
+    /// Move back to a better target once it has been healthy `failback_after`.
+    Auto,
+    /// Stay on the failover target while it is healthy; an operator moves back.
+    Manual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub all_down: AllDown,
+    pub failback: Failback,
+    pub failback_after: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            all_down: AllDown::Primary,
+            failback: Failback::Auto,
+            failback_after: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A target's health as the decision sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetHealth {
+    pub healthy: bool,
+    /// When it last became healthy (meaningful only when `healthy`).
+    pub since: Instant,
+}
+
+/// What an alias answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Answer {
+    /// The connection identifier of the target at this index.
+    Target(usize),
+    NoData,
+    ServFail,
+}
+
+/// Why an answer was chosen; shown in logs and, later, in "why".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The first decision: the highest-priority healthy target.
+    Initial,
+    /// Still answering the best healthy target.
+    Steady,
+    /// The answered target went down; moved to the best healthy one.
+    Failover { from: usize },
+    /// A better target has been healthy for `failback_after`; moved back.
+    Failback { from: usize },
+    /// A better target is healthy but has not been for `failback_after` yet.
+    FailbackPending { better: usize, at: Instant },
+    /// A better target is healthy, and failback is manual.
+    FailbackManual { better: usize },
+    /// No target is healthy; the `all_down` policy chose.
+    AllDown(AllDown),
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Initial => write!(f, "highest-priority healthy target at start"),
+            Reason::Steady => write!(f, "highest-priority healthy target"),
+            Reason::Failover { from } => write!(f, "failover: target #{from} is unhealthy"),
+            Reason::Failback { from } => {
+                write!(
+                    f,
+                    "failback from target #{from}: better target healthy for failback_after"
+                )
+            }
+            Reason::FailbackPending { better, .. } => {
+                write!(
+                    f,
+                    "target #{better} is healthy again; failback waits for failback_after"
+                )
+            }
+            Reason::FailbackManual { better } => {
+                write!(f, "target #{better} is healthy again; failback is manual")
+            }
+            Reason::AllDown(AllDown::Primary) => {
+                write!(f, "all targets unhealthy: answering primary")
+            }
+            Reason::AllDown(AllDown::Last) => {
+                write!(f, "all targets unhealthy: keeping last answer")
+            }
+            Reason::AllDown(AllDown::NoData) => {
+                write!(f, "all targets unhealthy: answering NODATA")
+            }
+            Reason::AllDown(AllDown::ServFail) => {
+                write!(f, "all targets unhealthy: answering SERVFAIL")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub answer: Answer,
+    pub reason: Reason,
+    /// When the decision could change with no new health data (a pending failback).
+    pub recheck_at: Option<Instant>,
+}
+
+/// Chooses what an alias answers.
+///
+/// `previous` is what it answered before (None at start). Route 53 rules, plus
+/// stickiness: moving away from a healthy target to a better one waits for
+/// `failback_after` (or an operator, with manual failback), because every move
+/// makes WorkSpaces users log in again in another Region.
+pub fn decide(
+    policy: &Policy,
+    targets: &[TargetHealth],
+    previous: Option<Answer>,
+    now: Instant,
+) -> Decision {
+    let settled = |answer, reason| Decision {
+        answer,
+        reason,
+        recheck_at: None,
+    };
+    let Some(best) = targets.iter().position(|t| t.healthy) else {
+        let answer = match policy.all_down {
+            AllDown::Primary => Answer::Target(0),
+            AllDown::Last => match previous {
+                Some(Answer::Target(i)) if i < targets.len() => Answer::Target(i),
+                _ => Answer::Target(0),
+            },
+            AllDown::NoData => Answer::NoData,
+            AllDown::ServFail => Answer::ServFail,
+        };
+        return settled(answer, Reason::AllDown(policy.all_down));
+    };
+    let current = match previous {
+        None => return settled(Answer::Target(best), Reason::Initial),
+        Some(Answer::Target(i)) if i < targets.len() && targets[i].healthy => i,
+        Some(Answer::Target(i)) if i < targets.len() => {
+            return settled(Answer::Target(best), Reason::Failover { from: i });
+        }
+        // Recovering from an all-down answer (NODATA, SERVFAIL, or an unhealthy
+        // target): the best healthy target at once.
+        _ => return settled(Answer::Target(best), Reason::Steady),
+    };
+    if best == current {
+        return settled(Answer::Target(current), Reason::Steady);
+    }
+    // A better target than the current (healthy) one is healthy.
+    if policy.failback == Failback::Manual {
+        return settled(
+            Answer::Target(current),
+            Reason::FailbackManual { better: best },
+        );
+    }
+    // Move to the best target that has been healthy long enough, if any.
+    let ready = (0..current)
+        .find(|&i| targets[i].healthy && targets[i].since + policy.failback_after <= now);
+    if let Some(i) = ready {
+        return settled(Answer::Target(i), Reason::Failback { from: current });
+    }
+    let at = (0..current)
+        .filter(|&i| targets[i].healthy)
+        .map(|i| targets[i].since + policy.failback_after)
+        .min()
+        .expect("best < current is healthy");
+    Decision {
+        answer: Answer::Target(current),
+        reason: Reason::FailbackPending { better: best, at },
+        recheck_at: Some(at),
+    }
+}
+
+#[cfg(test)]
+mod tests;

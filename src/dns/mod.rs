@@ -1,0 +1,58 @@
+//! The DNS front: UDP answered by our own receive loops (fast path first),
+//! TCP served by hickory-server with the same semantics from [`answer`].
+//! Both only read the published snapshot: one atomic load per query, no locks,
+//! no awaiting anything shared.
+
+pub mod answer;
+pub mod fast;
+mod tcp;
+mod udp;
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::snapshot::SnapshotCell;
+pub use tcp::serve_tcp;
+pub use udp::spawn_udp;
+
+/// A socket bound the way a server wants: address reuse for quick restarts,
+/// IPv6 sockets v6-only so `0.0.0.0` and `[::]` can both be listed.
+fn bind(addr: SocketAddr, ty: Type) -> anyhow::Result<Socket> {
+    let proto = if ty == Type::DGRAM {
+        Protocol::UDP
+    } else {
+        Protocol::TCP
+    };
+    let socket = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into()).with_context(|| {
+        format!("cannot bind {addr} ({}); is another server using it, or does port < 1024 need privileges?", if ty == Type::DGRAM { "udp" } else { "tcp" })
+    })?;
+    Ok(socket)
+}
+
+/// Starts UDP and TCP on every listen address. Returns once all are bound.
+pub async fn listen(
+    addrs: &[SocketAddr],
+    udp_workers: usize,
+    tcp_idle_timeout: std::time::Duration,
+    cell: SnapshotCell,
+) -> anyhow::Result<hickory_server::Server<tcp::TcpHandler>> {
+    let mut server = hickory_server::Server::new(tcp::TcpHandler::new(cell.clone()));
+    for &addr in addrs {
+        spawn_udp(bind(addr, Type::DGRAM)?, udp_workers, cell.clone())?;
+        let tcp = bind(addr, Type::STREAM)?;
+        tcp.listen(1024)?;
+        tcp.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(std::net::TcpListener::from(tcp))?;
+        // Responses queued per connection before the writer applies backpressure.
+        server.register_listener(listener, tcp_idle_timeout, 32);
+        tracing::info!(%addr, "answering DNS over UDP and TCP");
+    }
+    Ok(server)
+}

@@ -1,0 +1,250 @@
+//! The engine joins the pieces: probe results feed the rise/fall machines,
+//! the decision picks each alias's answer, and only when some answer changes
+//! a new snapshot is built, its serial bumped and persisted, and published.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::decide::{Answer, Decision, TargetHealth, decide};
+use crate::health::{CheckState, Outcome, ProbeResult};
+use crate::snapshot::{AliasAnswer, AliasRecord, Snapshot, SnapshotCell};
+use crate::state::{Persisted, StateStore, ZoneState, initial_serial, zone_digest};
+
+pub struct Engine {
+    config: Arc<Config>,
+    checks: Vec<CheckState>,
+    decisions: Vec<Decision>,
+    serials: Vec<u32>,
+    digests: Vec<String>,
+    store: StateStore,
+    cell: SnapshotCell,
+}
+
+impl Engine {
+    /// Applies the first probe round, decides, and builds the first snapshot.
+    pub fn start(
+        config: Arc<Config>,
+        store: StateStore,
+        first: Vec<Outcome>,
+        now: Instant,
+    ) -> anyhow::Result<Engine> {
+        let mut checks: Vec<CheckState> =
+            config.checks.iter().map(|_| CheckState::new(now)).collect();
+        for ((state, outcome), spec) in checks.iter_mut().zip(first).zip(&config.checks) {
+            log_outcome(&spec.name, &outcome);
+            state.observe(outcome, &spec.timing, now);
+        }
+        let persisted = store.load()?;
+        let mut engine = Engine {
+            decisions: Vec::new(),
+            serials: vec![0; config.zones.len()],
+            digests: vec![String::new(); config.zones.len()],
+            cell: Arc::new(ArcSwap::from_pointee(Snapshot::build(&[], &[], &[]))),
+            config,
+            checks,
+            store,
+        };
+        engine.decisions = (0..engine.config.aliases.len())
+            .map(|i| {
+                decide(
+                    &engine.config.aliases[i].policy,
+                    &engine.target_health(i),
+                    None,
+                    now,
+                )
+            })
+            .collect();
+        for (i, alias) in engine.config.aliases.iter().enumerate() {
+            let d = &engine.decisions[i];
+            tracing::info!(alias = %alias.name, answer = %engine.describe(i, d.answer), reason = %d.reason, "initial answer");
+        }
+        let records = engine.alias_records();
+        for (z, zone) in engine.config.zones.iter().enumerate() {
+            let digest = zone_digest(
+                zone,
+                &records.iter().filter(|r| r.zone == z).collect::<Vec<_>>(),
+            );
+            let last = persisted.zones.get(&zone.origin.to_string());
+            engine.serials[z] = initial_serial(zone.soa.serial, last, &digest);
+            engine.digests[z] = digest;
+        }
+        engine.persist()?;
+        engine.cell.store(Arc::new(Snapshot::build(
+            &engine.config.zones,
+            &engine.serials,
+            &records,
+        )));
+        Ok(engine)
+    }
+
+    pub fn cell(&self) -> SnapshotCell {
+        self.cell.clone()
+    }
+
+    fn target_health(&self, alias: usize) -> Vec<TargetHealth> {
+        let start = self.checks.iter().map(|c| c.since).min();
+        self.config.aliases[alias]
+            .targets
+            .iter()
+            .map(|t| TargetHealth {
+                healthy: t.checks.iter().all(|&c| self.checks[c].state.healthy()),
+                since: t
+                    .checks
+                    .iter()
+                    .map(|&c| self.checks[c].since)
+                    .max()
+                    .or(start)
+                    .unwrap_or_else(Instant::now),
+            })
+            .collect()
+    }
+
+    fn alias_records(&self) -> Vec<AliasRecord> {
+        self.config
+            .aliases
+            .iter()
+            .zip(&self.decisions)
+            .map(|(a, d)| AliasRecord {
+                name: a.name.clone(),
+                zone: a.zone,
+                ttl: a.ttl,
+                answer: match d.answer {
+                    Answer::Target(i) => AliasAnswer::Txt(a.targets[i].connection_id.clone()),
+                    Answer::NoData => AliasAnswer::NoData,
+                    Answer::ServFail => AliasAnswer::ServFail,
+                },
+            })
+            .collect()
+    }
+
+    fn describe(&self, alias: usize, answer: Answer) -> String {
+        match answer {
+            Answer::Target(i) => {
+                let t = &self.config.aliases[alias].targets[i];
+                format!("{} ({})", t.connection_id, t.region)
+            }
+            Answer::NoData => "NODATA".to_string(),
+            Answer::ServFail => "SERVFAIL".to_string(),
+        }
+    }
+
+    fn persist(&self) -> anyhow::Result<()> {
+        let mut state = Persisted::default();
+        for (z, zone) in self.config.zones.iter().enumerate() {
+            state.zones.insert(
+                zone.origin.to_string(),
+                ZoneState {
+                    serial: self.serials[z],
+                    digest: self.digests[z].clone(),
+                },
+            );
+        }
+        self.store.save(&state)
+    }
+
+    /// Feeds one probe result; returns true when the check changed state.
+    pub fn observe(&mut self, result: ProbeResult, now: Instant) -> bool {
+        let spec = &self.config.checks[result.check];
+        let state = &mut self.checks[result.check];
+        let before = state.state;
+        let changed = state.observe(result.outcome, &spec.timing, now);
+        if changed {
+            let last = state.last.as_ref().map_or("", |o| o.detail.as_str());
+            tracing::info!(check = %spec.name, from = ?before, to = ?state.state, detail = last, "check changed state");
+        } else if let Some(o) = &state.last {
+            tracing::debug!(check = %spec.name, ok = o.ok, detail = %o.detail, "probe");
+        }
+        changed
+    }
+
+    /// Decides every alias again; publishes a new snapshot if any answer moved.
+    pub fn reevaluate(&mut self, now: Instant) {
+        let mut changed_zones = vec![false; self.config.zones.len()];
+        let mut changes = Vec::new();
+        for i in 0..self.config.aliases.len() {
+            let previous = self.decisions[i].answer;
+            let d = decide(
+                &self.config.aliases[i].policy,
+                &self.target_health(i),
+                Some(previous),
+                now,
+            );
+            if d.answer != previous {
+                changed_zones[self.config.aliases[i].zone] = true;
+                changes.push((i, previous, d));
+            }
+            self.decisions[i] = d;
+        }
+        if changes.is_empty() {
+            return;
+        }
+        let records = self.alias_records();
+        for (z, changed) in changed_zones.iter().enumerate() {
+            if *changed {
+                self.serials[z] = self.serials[z].wrapping_add(1);
+                let in_zone: Vec<&AliasRecord> = records.iter().filter(|r| r.zone == z).collect();
+                self.digests[z] = zone_digest(&self.config.zones[z], &in_zone);
+            }
+        }
+        self.cell.store(Arc::new(Snapshot::build(
+            &self.config.zones,
+            &self.serials,
+            &records,
+        )));
+        for (i, from, d) in changes {
+            let alias = &self.config.aliases[i];
+            tracing::warn!(
+                alias = %alias.name,
+                from = %self.describe(i, from),
+                to = %self.describe(i, d.answer),
+                reason = %d.reason,
+                serial = self.serials[alias.zone],
+                "answer changed"
+            );
+        }
+        if let Err(e) = self.persist() {
+            // Keep serving: the serial lives on in memory; the next change retries.
+            tracing::error!(error = format!("{e:#}"), "cannot persist serials");
+        }
+    }
+
+    /// When a pending failback is due, if any.
+    fn next_recheck(&self) -> Option<Instant> {
+        self.decisions.iter().filter_map(|d| d.recheck_at).min()
+    }
+
+    /// Runs until the probe channel closes.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<ProbeResult>) {
+        loop {
+            let recheck = self.next_recheck();
+            let timer = async {
+                match recheck {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                result = rx.recv() => {
+                    let Some(result) = result else { return };
+                    let now = Instant::now();
+                    if self.observe(result, now) {
+                        self.reevaluate(now);
+                    }
+                }
+                () = timer => self.reevaluate(Instant::now()),
+            }
+        }
+    }
+}
+
+fn log_outcome(check: &str, outcome: &Outcome) {
+    if outcome.ok {
+        tracing::info!(check, detail = %outcome.detail, latency_ms = outcome.latency.as_millis() as u64, "first probe: up");
+    } else {
+        tracing::warn!(check, detail = %outcome.detail, latency_ms = outcome.latency.as_millis() as u64, "first probe: down");
+    }
+}

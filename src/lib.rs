@@ -1,0 +1,13 @@
+//! txtfailover: an authoritative DNS server that answers an Amazon WorkSpaces
+//! connection string's TXT query with the connection identifier of the
+//! highest-priority healthy Region. See ARCHITECTURE.md for the map.
+
+pub mod config;
+pub mod decide;
+pub mod dns;
+pub mod engine;
+pub mod health;
+pub mod serve;
+pub mod snapshot;
+pub mod state;
+pub mod zone;

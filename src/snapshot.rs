@@ -1,0 +1,191 @@
+//! The answer table: an immutable snapshot of every served zone with the
+//! failover TXT records filled in and the current serials, plus pre-built
+//! wire responses for the common queries. Built off the query path, published
+//! with one atomic store; readers see the old table or the new, never a mix.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::rr::rdata::{SOA, TXT};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+
+use crate::dns::fast::FastIndex;
+use crate::zone::StaticZone;
+
+/// The published snapshot. The DNS front only ever reads it.
+pub type SnapshotCell = Arc<ArcSwap<Snapshot>>;
+
+/// What one alias contributes to its zone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AliasRecord {
+    pub name: Name,
+    pub zone: usize,
+    pub ttl: u32,
+    pub answer: AliasAnswer,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AliasAnswer {
+    /// A TXT record holding this connection identifier.
+    Txt(String),
+    NoData,
+    ServFail,
+}
+
+/// Data at one owner name. Empty `rrsets` marks an empty non-terminal.
+#[derive(Debug, Default, Clone)]
+pub struct Node {
+    /// Sorted by record type, so "first RRset" (minimal ANY) is stable.
+    pub rrsets: Vec<(RecordType, Vec<Record>)>,
+    /// Holds NS records below the apex: a zone cut.
+    pub delegation: bool,
+    /// An alias whose policy answers SERVFAIL right now.
+    pub servfail: bool,
+}
+
+impl Node {
+    pub fn rrset(&self, rtype: RecordType) -> Option<&[Record]> {
+        self.rrsets
+            .iter()
+            .find(|(t, _)| *t == rtype)
+            .map(|(_, r)| r.as_slice())
+    }
+
+    fn add(&mut self, record: Record) {
+        let rtype = record.record_type();
+        match self.rrsets.binary_search_by_key(&rtype, |(t, _)| *t) {
+            Ok(i) => self.rrsets[i].1.push(record),
+            Err(i) => self.rrsets.insert(i, (rtype, vec![record])),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServedZone {
+    pub origin: Name,
+    pub serial: u32,
+    /// The SOA as served in answers, carrying `serial`.
+    pub soa: Record,
+    /// min(SOA TTL, SOA MINIMUM): the TTL of the SOA in negative answers.
+    pub negative_ttl: u32,
+    pub nodes: HashMap<LowerName, Node>,
+}
+
+impl ServedZone {
+    pub fn node(&self, name: &Name) -> Option<&Node> {
+        self.nodes.get(&LowerName::new(name))
+    }
+
+    /// The SOA as it goes in the authority section of negative answers.
+    pub fn negative_soa(&self) -> Record {
+        let mut soa = self.soa.clone();
+        soa.ttl = self.negative_ttl;
+        soa
+    }
+
+    /// The zone cut at or above `name` (below the apex), if any.
+    pub fn cut_above(&self, name: &Name) -> Option<&Name> {
+        let mut n = name.clone();
+        while n.num_labels() > self.origin.num_labels() {
+            if let Some((owner, node)) = self.nodes.get_key_value(&LowerName::new(&n))
+                && node.delegation
+            {
+                return Some(&**owner);
+            }
+            n = n.base_name();
+        }
+        None
+    }
+}
+
+pub struct Snapshot {
+    /// Deepest origin first, so the first zone containing a name is its zone.
+    pub zones: Vec<ServedZone>,
+    pub fast: FastIndex,
+}
+
+impl Snapshot {
+    /// Builds the table. `serials[i]` is the serial of `zones[i]`.
+    pub fn build(zones: &[StaticZone], serials: &[u32], aliases: &[AliasRecord]) -> Snapshot {
+        let mut served: Vec<ServedZone> = zones
+            .iter()
+            .zip(serials)
+            .enumerate()
+            .map(|(i, (z, &serial))| {
+                let in_zone = aliases.iter().filter(|a| a.zone == i);
+                served_zone(z, serial, in_zone)
+            })
+            .collect();
+        served.sort_by_key(|z| std::cmp::Reverse(z.origin.num_labels()));
+        let fast = FastIndex::build(&served);
+        Snapshot {
+            zones: served,
+            fast,
+        }
+    }
+
+    /// The zone a name belongs to: the deepest served origin above it.
+    pub fn zone_for(&self, name: &Name) -> Option<&ServedZone> {
+        self.zones.iter().find(|z| z.origin.zone_of(name))
+    }
+
+    pub fn zone(&self, origin: &Name) -> Option<&ServedZone> {
+        self.zones.iter().find(|z| &z.origin == origin)
+    }
+}
+
+fn served_zone<'a>(
+    zone: &StaticZone,
+    serial: u32,
+    aliases: impl Iterator<Item = &'a AliasRecord>,
+) -> ServedZone {
+    let mut soa_data: SOA = zone.soa.clone();
+    soa_data.serial = serial;
+    let soa = Record::from_rdata(zone.origin.clone(), zone.soa_ttl, RData::SOA(soa_data));
+    let mut nodes: HashMap<LowerName, Node> = HashMap::new();
+    let insert = |nodes: &mut HashMap<LowerName, Node>, record: Record| {
+        let key = LowerName::new(&record.name);
+        let delegation = record.record_type() == RecordType::NS && record.name != zone.origin;
+        let n = nodes.entry(key).or_default();
+        n.delegation |= delegation;
+        n.add(record);
+    };
+    insert(&mut nodes, soa.clone());
+    for r in &zone.records {
+        insert(&mut nodes, r.clone());
+    }
+    for a in aliases {
+        match &a.answer {
+            AliasAnswer::Txt(id) => {
+                let txt = TXT::from_bytes(vec![id.as_bytes()]);
+                insert(
+                    &mut nodes,
+                    Record::from_rdata(a.name.clone(), a.ttl, RData::TXT(txt)),
+                );
+            }
+            AliasAnswer::NoData => {
+                nodes.entry(LowerName::new(&a.name)).or_default();
+            }
+            AliasAnswer::ServFail => {
+                nodes.entry(LowerName::new(&a.name)).or_default().servfail = true;
+            }
+        }
+    }
+    // Empty non-terminals: every name between an owner and the apex exists.
+    let owners: Vec<Name> = nodes.keys().map(|k| Name::from(k.clone())).collect();
+    for owner in owners {
+        let mut n = owner.base_name();
+        while n.num_labels() > zone.origin.num_labels() {
+            nodes.entry(LowerName::new(&n)).or_default();
+            n = n.base_name();
+        }
+    }
+    ServedZone {
+        origin: zone.origin.clone(),
+        serial,
+        soa,
+        negative_ttl: zone.negative_ttl(),
+        nodes,
+    }
+}

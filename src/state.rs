@@ -1,0 +1,161 @@
+//! Persisted state: the last serial of every zone and a digest of what it
+//! served, so serials never go backwards across restarts and move forward
+//! exactly when the data changed. Written atomically: temp file, fsync, rename.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::snapshot::AliasRecord;
+use crate::zone::StaticZone;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Persisted {
+    /// Keyed by zone origin, fully qualified.
+    pub zones: BTreeMap<String, ZoneState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneState {
+    pub serial: u32,
+    pub digest: String,
+}
+
+pub struct StateStore {
+    dir: PathBuf,
+}
+
+const FILE: &str = "serials.json";
+
+impl StateStore {
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "cannot create state_dir {}; set [server] state_dir to a writable directory",
+                dir.display()
+            )
+        })?;
+        Ok(StateStore {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn load(&self) -> anyhow::Result<Persisted> {
+        let path = self.dir.join(FILE);
+        match fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).with_context(|| {
+                format!("{} is corrupt; move it away to start serials from the zone files (secondaries may then need a manual transfer)", path.display())
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Persisted::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    pub fn save(&self, state: &Persisted) -> anyhow::Result<()> {
+        let path = self.dir.join(FILE);
+        let tmp = self.dir.join(format!(".{FILE}.tmp"));
+        let text = serde_json::to_string_pretty(state)?;
+        let write = || -> std::io::Result<()> {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            fs::File::open(&self.dir)?.sync_all()
+        };
+        write().with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+/// RFC 1982: is `a` later than `b`?
+pub fn serial_gt(a: u32, b: u32) -> bool {
+    a != b && a.wrapping_sub(b) < (1 << 31)
+}
+
+/// The serial to serve at start: the zone file's if an operator raised it,
+/// else the last one served, moved forward if the data changed since.
+pub fn initial_serial(file_serial: u32, last: Option<&ZoneState>, digest: &str) -> u32 {
+    match last {
+        None => file_serial,
+        Some(last) if serial_gt(file_serial, last.serial) => file_serial,
+        Some(last) if last.digest == digest => last.serial,
+        Some(last) => last.serial.wrapping_add(1),
+    }
+}
+
+/// A stable fingerprint of what a zone serves, serial excluded (FNV-1a over
+/// the records' text, sorted).
+pub fn zone_digest(zone: &StaticZone, aliases: &[&AliasRecord]) -> String {
+    let mut soa = zone.soa.clone();
+    soa.serial = 0;
+    let mut lines = vec![format!("SOA {} {soa}", zone.soa_ttl)];
+    lines.extend(zone.records.iter().map(|r| r.to_string()));
+    lines.extend(
+        aliases
+            .iter()
+            .map(|a| format!("ALIAS {} {} {:?}", a.name, a.ttl, a.answer)),
+    );
+    lines.sort();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in lines.join("\n").bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_arithmetic_wraps() {
+        assert!(serial_gt(1, 0));
+        assert!(serial_gt(0, u32::MAX));
+        assert!(!serial_gt(5, 5));
+        assert!(!serial_gt(u32::MAX, 0));
+    }
+
+    #[test]
+    fn initial_serial_never_goes_back() {
+        let last = ZoneState {
+            serial: 100,
+            digest: "d".into(),
+        };
+        assert_eq!(initial_serial(7, None, "d"), 7);
+        assert_eq!(initial_serial(7, Some(&last), "d"), 100);
+        assert_eq!(initial_serial(7, Some(&last), "other"), 101);
+        assert_eq!(initial_serial(200, Some(&last), "d"), 200);
+    }
+
+    #[test]
+    fn save_then_load_round_trips_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        assert_eq!(store.load().unwrap(), Persisted::default());
+        let mut state = Persisted::default();
+        state.zones.insert(
+            "example.com.".into(),
+            ZoneState {
+                serial: 9,
+                digest: "x".into(),
+            },
+        );
+        store.save(&state).unwrap();
+        assert_eq!(store.load().unwrap(), state);
+        assert!(!dir.path().join(".serials.json.tmp").exists());
+    }
+
+    #[test]
+    fn corrupt_state_is_an_error_with_advice() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(FILE), "{not json").unwrap();
+        let err = StateStore::open(dir.path()).unwrap().load().unwrap_err();
+        assert!(format!("{err:#}").contains("corrupt"), "{err:#}");
+    }
+}
