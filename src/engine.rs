@@ -217,8 +217,10 @@ impl Engine {
         self.decisions.iter().filter_map(|d| d.recheck_at).min()
     }
 
-    /// Runs until the probe channel closes.
+    /// Runs for as long as the server does. With no checks configured the
+    /// channel closes at once; pending failbacks still need their timer.
     pub async fn run(mut self, mut rx: mpsc::Receiver<ProbeResult>) {
+        let mut probing = true;
         loop {
             let recheck = self.next_recheck();
             let timer = async {
@@ -228,8 +230,11 @@ impl Engine {
                 }
             };
             tokio::select! {
-                result = rx.recv() => {
-                    let Some(result) = result else { return };
+                result = rx.recv(), if probing => {
+                    let Some(result) = result else {
+                        probing = false;
+                        continue;
+                    };
                     let now = Instant::now();
                     if self.observe(result, now) {
                         self.reevaluate(now);

@@ -1,0 +1,83 @@
+//! The command line as users meet it: `check` on good and bad configs, and the
+//! README's dig verification against a running server.
+
+mod support;
+
+use std::process::Command;
+
+use support::*;
+
+fn check(dir: &std::path::Path, config: &str, zone: &str) -> (bool, String, String) {
+    let path = write_config(dir, 5353, config, zone);
+    let out = Command::new(bin()).args(["check", "--config"]).arg(&path).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_prints_what_would_be_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = check(
+        dir.path(),
+        "[[alias]]\nname = \"desktop.example.com\"\ntargets = [{ region = \"us-west-2\", connection_id = \"ABC123\" }]\n",
+        ZONE,
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("desktop.example.com. 30 IN TXT \"ABC123\""), "{out}");
+    assert!(out.contains("has no checks"), "the warning is shown: {out}");
+}
+
+#[test]
+fn check_rejects_bad_config_with_file_line_and_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[[alias]]\nname = \"desktop.example.com\"\ntargets = [{ region = \"us-west-2\", connection_id = \"wsca-abc\" }]\n";
+    let (ok, _, err) = check(dir.path(), config, ZONE);
+    assert!(!ok);
+    // The targets line is line 12 of the written file (9 header lines first).
+    assert!(err.contains("txtfailover.toml:12:"), "{err}");
+    assert!(err.contains("not a WorkSpaces connection identifier"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    assert!(err.contains("nothing was started"), "{err}");
+}
+
+#[test]
+fn check_rejects_broken_zone_file_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let zone = format!("{ZONE}broken IN A 999.1.1.1\n");
+    let (ok, _, err) = check(dir.path(), "", &zone);
+    assert!(!ok);
+    assert!(err.contains("example.com.zone:7:"), "{err}");
+}
+
+#[test]
+fn serve_refuses_to_start_on_bad_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), free_port(), "[[check]]\nname = \"x\"\nkind = \"ftp\"\n", ZONE);
+    let out = Command::new(bin()).args(["serve", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("check kind \"ftp\" is not known"));
+}
+
+/// The verification command exactly as README.md gives it, pointed at this
+/// test's port.
+#[test]
+fn readme_dig_command_verifies_the_answer() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let command = readme
+        .lines()
+        .find(|l| l.starts_with("dig @127.0.0.1 -p 5353 desktop.example.com TXT"))
+        .expect("README.md gives the dig verification command");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        "[[alias]]\nname = \"desktop.example.com\"\ntargets = [{ region = \"us-west-2\", connection_id = \"PDXexampleConnId0001\" }]\n",
+        ZONE,
+    );
+    let command = command.replace("-p 5353", &format!("-p {}", server.addr.port()));
+    let out = Command::new("sh").arg("-c").arg(&command).output().expect("dig is installed (bind9-dnsutils)");
+    assert!(out.status.success(), "{command}: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "\"PDXexampleConnId0001\"");
+}

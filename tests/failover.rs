@@ -1,0 +1,178 @@
+//! Failover and failback end to end: the real binary, real local HTTP and TCP
+//! endpoints, answers read over UDP and TCP.
+
+mod support;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use support::*;
+
+fn two_region_config(primary: &str, secondary: &str, extra_alias: &str) -> String {
+    format!(
+        r#"
+[[check]]
+name = "pdx"
+kind = "http"
+url = "{primary}"
+interval = "150ms"
+timeout = "100ms"
+fall = 2
+rise = 2
+
+[[check]]
+name = "iad"
+kind = "http"
+url = "{secondary}"
+interval = "150ms"
+timeout = "100ms"
+fall = 2
+rise = 2
+
+[[alias]]
+name = "desktop.example.com"
+failback_after = "1s"
+{extra_alias}
+targets = [
+  {{ region = "us-west-2", connection_id = "PDX1", checks = ["pdx"] }},
+  {{ region = "us-east-1", connection_id = "IAD2", checks = ["iad"] }},
+]
+"#
+    )
+}
+
+#[test]
+fn fails_over_and_back_with_failback_delay() {
+    let (pdx, iad) = (Endpoint::start("healthy"), Endpoint::start("healthy"));
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &two_region_config(&pdx.url(), &iad.url(), ""), ZONE);
+    assert_eq!(server.txt("desktop.example.com."), ["PDX1"]);
+    let serial0 = server.serial();
+
+    pdx.set_status(503);
+    server.wait_for_txt("desktop.example.com.", "IAD2");
+    let tcp = server.tcp(&plain_query("desktop.example.com.", RecordType::TXT));
+    assert_eq!(txt_of(&tcp), ["IAD2"], "TCP sees the same answer");
+    assert!(server.serial() > serial0, "serial moves forward on failover");
+    assert!(server.log_text().contains("answer changed"), "the change is logged");
+
+    let recovered = Instant::now();
+    pdx.set_status(200);
+    server.wait_for_txt("desktop.example.com.", "PDX1");
+    assert!(
+        recovered.elapsed() >= Duration::from_secs(1),
+        "failback waited for failback_after (took {:?})",
+        recovered.elapsed()
+    );
+    assert!(server.serial() > serial0 + 1);
+}
+
+#[test]
+fn unexpected_body_counts_as_failure() {
+    let (pdx, iad) = (Endpoint::start("maintenance"), Endpoint::start("healthy"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = two_region_config(&pdx.url(), &iad.url(), "").replace(
+        "fall = 2\nrise = 2\n\n[[check]]",
+        "fall = 2\nrise = 2\nexpect_body = \"healthy\"\n\n[[check]]",
+    );
+    let server = Server::start(dir.path(), &config, ZONE);
+    // The first probe round already saw the wrong body: secondary from the start.
+    assert_eq!(server.txt("desktop.example.com."), ["IAD2"]);
+    assert!(server.log_text().contains("is not in the first 5120 bytes"));
+}
+
+#[test]
+fn tcp_check_follows_a_listener() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accept = std::thread::spawn(move || {
+        // Accept for a while, then close the port.
+        let deadline = Instant::now() + Duration::from_millis(300);
+        listener.set_nonblocking(true).unwrap();
+        while Instant::now() < deadline {
+            let _ = listener.accept();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"
+[[check]]
+name = "pcoip"
+kind = "tcp"
+address = "{addr}"
+interval = "100ms"
+timeout = "50ms"
+fall = 1
+rise = 1
+
+[[alias]]
+name = "desktop.example.com"
+targets = [
+  {{ region = "us-west-2", connection_id = "PDX1", checks = ["pcoip"] }},
+  {{ region = "us-east-1", connection_id = "IAD2" }},
+]
+"#
+    );
+    let server = Server::start(dir.path(), &config, ZONE);
+    accept.join().unwrap();
+    server.wait_for_txt("desktop.example.com.", "IAD2");
+}
+
+#[test]
+fn all_down_policies_answer_as_configured() {
+    let (pdx, iad) = (Endpoint::start("x"), Endpoint::start("x"));
+    pdx.set_status(500);
+    iad.set_status(500);
+    let dir = tempfile::tempdir().unwrap();
+    let config = two_region_config(&pdx.url(), &iad.url(), "all_down = \"servfail\"");
+    let server = Server::start(dir.path(), &config, ZONE);
+    let r = server.udp(&plain_query("desktop.example.com.", RecordType::TXT));
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    // Other names are unaffected.
+    let www = server.udp(&plain_query("www.example.com.", RecordType::A));
+    assert_eq!(www.metadata.response_code, ResponseCode::NoError);
+    // Recovery: any healthy target answers at once.
+    iad.set_status(200);
+    server.wait_for_txt("desktop.example.com.", "IAD2");
+
+    iad.set_status(500);
+    let dir = tempfile::tempdir().unwrap();
+    let config = two_region_config(&pdx.url(), &iad.url(), "all_down = \"nodata\"");
+    let server = Server::start(dir.path(), &config, ZONE);
+    let r = server.udp(&plain_query("desktop.example.com.", RecordType::TXT));
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert!(r.answers.is_empty());
+    assert_eq!(r.authorities[0].record_type(), RecordType::SOA);
+}
+
+#[test]
+fn serial_never_goes_back_across_restarts() {
+    let (pdx, iad) = (Endpoint::start("ok"), Endpoint::start("ok"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = two_region_config(&pdx.url(), &iad.url(), "");
+    let first = Server::start(dir.path(), &config, ZONE);
+    pdx.set_status(503);
+    first.wait_for_txt("desktop.example.com.", "IAD2");
+    let serial = first.serial();
+    drop(first);
+
+    // Primary healthy again: the restarted server answers differently, so
+    // the serial must move past the last one served.
+    pdx.set_status(200);
+    let port = free_port();
+    let path = write_config(dir.path(), port, &config, ZONE);
+    let second = Server::start_with(dir.path(), &path, port);
+    assert_eq!(second.txt("desktop.example.com."), ["PDX1"]);
+    assert!(second.serial() > serial, "{} > {serial}", second.serial());
+    let again = second.serial();
+    drop(second);
+
+    // Same data again: same serial.
+    let port = free_port();
+    let path = write_config(dir.path(), port, &config, ZONE);
+    let third = Server::start_with(dir.path(), &path, port);
+    assert_eq!(third.serial(), again);
+}

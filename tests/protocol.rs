@@ -1,0 +1,204 @@
+//! Authoritative DNS behaviour of the real binary over UDP and TCP.
+
+mod support;
+
+use hickory_proto::op::{Message, OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, RData, RecordType};
+use std::time::Duration;
+use support::*;
+
+const CONFIG: &str = r#"
+[[alias]]
+name = "desktop.example.com"
+ttl = 20
+targets = [ { region = "us-west-2", connection_id = "PDXexampleConnId0001" } ]
+"#;
+
+fn zone_with_big_txt() -> String {
+    // Ten 250-byte strings: about 2.5 KB, over any UDP limit we allow.
+    let strings: Vec<String> = (0..10).map(|i| format!("\"{}\"", i.to_string().repeat(250))).collect();
+    format!("{ZONE}big IN TXT {}\nsub.deep IN A 192.0.2.20\nchild IN NS ns.child\nns.child IN A 192.0.2.53\n", strings.join(" "))
+}
+
+fn server(dir: &tempfile::TempDir) -> Server {
+    Server::start(dir.path(), CONFIG, &zone_with_big_txt())
+}
+
+fn both(server: &Server, q: &Message) -> [Message; 2] {
+    [server.udp(q), server.tcp(q)]
+}
+
+#[test]
+fn txt_answer_is_one_record_with_one_string() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir);
+    for r in both(&s, &plain_query("desktop.example.com.", RecordType::TXT)) {
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        assert!(r.metadata.authoritative);
+        assert!(r.metadata.recursion_desired, "RD echoed");
+        assert!(!r.metadata.recursion_available);
+        assert_eq!(r.answers.len(), 1);
+        assert_eq!(r.answers[0].ttl, 20);
+        let RData::TXT(txt) = &r.answers[0].data else { panic!() };
+        assert_eq!(txt.txt_data.len(), 1);
+        assert_eq!(&*txt.txt_data[0], b"PDXexampleConnId0001");
+    }
+}
+
+#[test]
+fn negative_answers_carry_soa_with_minimum_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir);
+    for (name, rtype, rcode) in [
+        ("nope.example.com.", RecordType::A, ResponseCode::NXDomain),
+        ("a.b.nope.example.com.", RecordType::TXT, ResponseCode::NXDomain),
+        ("desktop.example.com.", RecordType::A, ResponseCode::NoError),
+        ("deep.example.com.", RecordType::A, ResponseCode::NoError), // empty non-terminal
+    ] {
+        for q in [plain_query(name, rtype), edns_query(name, rtype, 1232, false)] {
+            for r in both(&s, &q) {
+                assert_eq!(r.metadata.response_code, rcode, "{name} {rtype}");
+                assert!(r.metadata.authoritative);
+                assert!(r.answers.is_empty());
+                assert_eq!(r.authorities.len(), 1, "{name}");
+                assert_eq!(r.authorities[0].record_type(), RecordType::SOA);
+                assert_eq!(r.authorities[0].ttl, 60, "min(SOA TTL 3600, MINIMUM 60)");
+            }
+        }
+    }
+}
+
+#[test]
+fn refuses_other_zones_and_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir);
+    let r = s.udp(&plain_query("example.org.", RecordType::A));
+    assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+    assert!(!r.metadata.authoritative);
+    let mut chaos = plain_query("desktop.example.com.", RecordType::TXT);
+    chaos.queries[0].set_query_class(DNSClass::CH);
+    for r in both(&s, &chaos) {
+        assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+        assert!(r.answers.is_empty(), "no IN data for a CH question");
+    }
+}
+
+#[test]
+fn question_is_echoed_with_its_letter_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir);
+    for name in ["DeSkToP.ExAmPlE.CoM.", "NoPe.EXAMPLE.com."] {
+        for q in [plain_query(name, RecordType::TXT), edns_query(name, RecordType::TXT, 4096, true)] {
+            for r in both(&s, &q) {
+                assert_eq!(r.queries[0].name().to_ascii(), name);
+            }
+        }
+    }
+}
+
+#[test]
+fn edns_is_echoed_with_do_bit_and_our_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir);
+    for dnssec_ok in [false, true] {
+        for r in both(&s, &edns_query("desktop.example.com.", RecordType::TXT, 4096, dnssec_ok)) {
+            let edns = r.edns.as_ref().expect("OPT in response");
+            assert_eq!(edns.max_payload(), 1232);
+            assert_eq!(edns.flags().dnssec_ok, dnssec_ok);
+            assert_eq!(edns.version(), 0);
+        }
+    }
+    let r = s.udp(&plain_query("desktop.example.com.", RecordType::TXT));
+    assert!(r.edns.is_none(), "no OPT without one in the query");
+}
+
+#[test]
+fn edns_version_above_zero_gets_badvers() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir);
+    let mut q = edns_query("desktop.example.com.", RecordType::TXT, 1232, false);
+    q.edns.as_mut().unwrap().set_version(1);
+    for r in both(&s, &q) {
+        // 16 is BADVERS in an OPT context (hickory decodes the number as BADSIG).
+        assert_eq!(u16::from(r.metadata.response_code), 16);
+        assert_eq!(r.edns.as_ref().unwrap().version(), 0);
+        assert!(r.answers.is_empty());
+    }
+}
+
+#[test]
+fn large_answers_truncate_over_udp_and_arrive_over_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir);
+    for q in [plain_query("big.example.com.", RecordType::TXT), edns_query("big.example.com.", RecordType::TXT, 4096, false)] {
+        let udp = s.udp(&q);
+        assert!(udp.metadata.truncation, "TC set");
+        assert!(udp.answers.is_empty());
+        assert_eq!(udp.queries.len(), 1);
+        let raw = raw_udp(s.addr, &q.to_vec().unwrap(), Duration::from_secs(2)).unwrap();
+        assert!(raw.len() <= 1232);
+        let tcp = s.tcp(&q);
+        assert!(!tcp.metadata.truncation);
+        let RData::TXT(txt) = &tcp.answers[0].data else { panic!() };
+        assert_eq!(txt.txt_data.len(), 10);
+    }
+    // A small payload advertisement is honoured: 512 at least, never more than asked.
+    let q = edns_query("www.example.com.", RecordType::A, 600, false);
+    assert!(!s.udp(&q).metadata.truncation);
+}
+
+#[test]
+fn any_is_answered_minimally() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir);
+    for r in both(&s, &plain_query("example.com.", RecordType::ANY)) {
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(r.answers.len(), 1, "one RRset, not everything: {:?}", r.answers);
+    }
+    let r = s.udp(&plain_query("desktop.example.com.", RecordType::ANY));
+    assert_eq!(txt_of(&r), ["PDXexampleConnId0001"]);
+}
+
+#[test]
+fn delegations_get_referrals_with_glue() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir);
+    for r in both(&s, &plain_query("www.child.example.com.", RecordType::A)) {
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        assert!(!r.metadata.authoritative, "referrals are not authoritative");
+        assert!(r.answers.is_empty());
+        assert_eq!(r.authorities[0].record_type(), RecordType::NS);
+        assert_eq!(r.additionals[0].record_type(), RecordType::A);
+    }
+}
+
+#[test]
+fn malformed_and_unsupported_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir);
+    // Garbage after a header: FORMERR with the same ID.
+    let garbage = [0xAB, 0xCD, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x3F, 0xFF];
+    let r = raw_udp(s.addr, &garbage, Duration::from_secs(2)).expect("FORMERR reply");
+    let m = Message::from_vec(&r).unwrap();
+    assert_eq!(m.metadata.id, 0xABCD);
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    // Shorter than a header: silently dropped, and the server lives on.
+    assert!(raw_udp(s.addr, &[1, 2, 3], Duration::from_millis(300)).is_none());
+    // Two questions: FORMERR.
+    let mut two = plain_query("desktop.example.com.", RecordType::TXT);
+    two.add_query(two.queries[0].clone());
+    assert_eq!(s.udp(&two).metadata.response_code, ResponseCode::FormErr);
+    // Opcodes not served: NOTIMP, over both transports.
+    for op in [OpCode::Status, OpCode::Notify, OpCode::Update] {
+        let mut q = plain_query("example.com.", RecordType::SOA);
+        q.metadata.op_code = op;
+        for r in both(&s, &q) {
+            assert_eq!(r.metadata.response_code, ResponseCode::NotImp, "{op:?}");
+        }
+    }
+    // Zone transfers are not offered.
+    let r = s.tcp(&plain_query("example.com.", RecordType::AXFR));
+    assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+    // Still answering.
+    assert_eq!(s.txt("desktop.example.com."), ["PDXexampleConnId0001"]);
+}

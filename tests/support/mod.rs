@@ -1,0 +1,249 @@
+//! Test support: the real binary on loopback, local HTTP endpoints that can
+//! be switched to fail, and a small DNS client.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// A local HTTP endpoint answering every request with a status it can change.
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    status: Arc<AtomicU16>,
+}
+
+impl Endpoint {
+    pub fn start(body: &'static str) -> Endpoint {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let status = Arc::new(AtomicU16::new(200));
+        let s = status.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let code = s.load(Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    conn.set_read_timeout(Some(Duration::from_secs(2))).ok();
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let reply = format!(
+                        "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(reply.as_bytes());
+                });
+            }
+        });
+        Endpoint { addr, status }
+    }
+
+    pub fn set_status(&self, code: u16) {
+        self.status.store(code, Ordering::SeqCst);
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/ping", self.addr)
+    }
+}
+
+/// A loopback port free for both UDP and TCP right now.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_txtfailover")
+}
+
+pub const ZONE: &str = "$ORIGIN example.com.\n$TTL 3600\n\
+@ IN SOA ns1 hostmaster ( 5 7200 3600 1209600 60 )\n\
+@ IN NS ns1\n\
+ns1 IN A 127.0.0.1\n\
+www IN A 192.0.2.10\n";
+
+/// Writes `config` (with `{port}` replaced) and `zone` into `dir`.
+pub fn write_config(dir: &Path, port: u16, config: &str, zone: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("zones")).unwrap();
+    std::fs::write(dir.join("zones/example.com.zone"), zone).unwrap();
+    let head = format!(
+        "[server]\nlisten = [\"127.0.0.1:{port}\"]\nstate_dir = \"state\"\nudp_workers = 2\n\n\
+         [[zone]]\norigin = \"example.com\"\nfile = \"zones/example.com.zone\"\n\n"
+    );
+    let path = dir.join("txtfailover.toml");
+    std::fs::write(&path, head + config).unwrap();
+    path
+}
+
+impl Server {
+    /// Starts `serve` on a config written into `dir` and waits until it answers.
+    pub fn start(dir: &Path, config: &str, zone: &str) -> Server {
+        let port = free_port();
+        let path = write_config(dir, port, config, zone);
+        Server::start_with(dir, &path, port)
+    }
+
+    pub fn start_with(dir: &Path, config: &Path, port: u16) -> Server {
+        let log = dir.join(format!("serve-{port}.log"));
+        let child = Command::new(bin())
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info,hickory_server=warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let server = Server { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), dir: dir.to_path_buf(), log };
+        let start = Instant::now();
+        loop {
+            if query_udp_timeout(server.addr, &plain_query("example.com.", RecordType::SOA), Duration::from_millis(200)).is_some() {
+                return server;
+            }
+            assert!(start.elapsed() < DEADLINE, "server did not answer in time; log:\n{}", server.log_text());
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The TXT strings answered for `name`, over UDP.
+    pub fn txt(&self, name: &str) -> Vec<String> {
+        txt_of(&self.udp(&plain_query(name, RecordType::TXT)))
+    }
+
+    pub fn udp(&self, query: &Message) -> Message {
+        query_udp(self.addr, query)
+    }
+
+    pub fn tcp(&self, query: &Message) -> Message {
+        query_tcp(self.addr, query)
+    }
+
+    pub fn serial(&self) -> u32 {
+        let r = self.udp(&plain_query("example.com.", RecordType::SOA));
+        match &r.answers[0].data {
+            RData::SOA(soa) => soa.serial,
+            other => panic!("not a SOA: {other:?}"),
+        }
+    }
+
+    /// Polls until `name`'s TXT is `want`; returns how long it took.
+    pub fn wait_for_txt(&self, name: &str, want: &str) -> Duration {
+        let start = Instant::now();
+        loop {
+            let got = self.txt(name);
+            if got == [want] {
+                return start.elapsed();
+            }
+            assert!(start.elapsed() < DEADLINE, "{name} still answers {got:?}, want {want}; log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+pub fn txt_of(m: &Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::TXT(t) => Some(t.txt_data.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect::<Vec<_>>().join("|")),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn plain_query(name: &str, rtype: RecordType) -> Message {
+    let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+    let mut q = Query::query(Name::from_ascii(name).unwrap(), rtype);
+    q.set_query_class(DNSClass::IN);
+    m.add_query(q);
+    m.metadata.recursion_desired = true;
+    m
+}
+
+pub fn edns_query(name: &str, rtype: RecordType, payload: u16, dnssec_ok: bool) -> Message {
+    let mut m = plain_query(name, rtype);
+    let mut e = Edns::new();
+    e.set_max_payload(payload);
+    e.set_dnssec_ok(dnssec_ok);
+    m.set_edns(e);
+    m
+}
+
+fn rand_id() -> u16 {
+    (Instant::now().elapsed().subsec_nanos() ^ std::process::id()) as u16
+}
+
+pub fn query_udp_timeout(addr: SocketAddr, query: &Message, timeout: Duration) -> Option<Message> {
+    raw_udp(addr, &query.to_vec().unwrap(), timeout).map(|b| Message::from_vec(&b).unwrap())
+}
+
+pub fn raw_udp(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(timeout)).unwrap();
+    sock.send_to(bytes, addr).unwrap();
+    let mut buf = [0u8; 65535];
+    let n = sock.recv(&mut buf).ok()?;
+    Some(buf[..n].to_vec())
+}
+
+pub fn query_udp(addr: SocketAddr, query: &Message) -> Message {
+    // Loopback drops nothing under these loads, but retry once anyway.
+    for _ in 0..3 {
+        if let Some(m) = query_udp_timeout(addr, query, Duration::from_secs(2)) {
+            assert_eq!(m.metadata.id, query.metadata.id);
+            return m;
+        }
+    }
+    panic!("no UDP answer from {addr}");
+}
+
+pub fn raw_tcp(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(&(bytes.len() as u16).to_be_bytes()).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).unwrap();
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).unwrap();
+    buf
+}
+
+pub fn query_tcp(addr: SocketAddr, query: &Message) -> Message {
+    Message::from_vec(&raw_tcp(addr, &query.to_vec().unwrap())).unwrap()
+}
