@@ -9,7 +9,11 @@ use support::*;
 
 fn check(dir: &std::path::Path, config: &str, zone: &str) -> (bool, String, String) {
     let path = write_config(dir, 5353, config, zone);
-    let out = Command::new(bin()).args(["check", "--config"]).arg(&path).output().unwrap();
+    let out = Command::new(bin())
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -26,7 +30,10 @@ fn check_prints_what_would_be_served() {
         ZONE,
     );
     assert!(ok, "{err}");
-    assert!(out.contains("desktop.example.com. 30 IN TXT \"ABC123\""), "{out}");
+    assert!(
+        out.contains("desktop.example.com. 30 IN TXT \"ABC123\""),
+        "{out}"
+    );
     assert!(out.contains("has no checks"), "the warning is shown: {out}");
 }
 
@@ -38,7 +45,10 @@ fn check_rejects_bad_config_with_file_line_and_hint() {
     assert!(!ok);
     // The targets line is line 12 of the written file (9 header lines first).
     assert!(err.contains("txtfailover.toml:12:"), "{err}");
-    assert!(err.contains("not a WorkSpaces connection identifier"), "{err}");
+    assert!(
+        err.contains("not a WorkSpaces connection identifier"),
+        "{err}"
+    );
     assert!(err.contains("hint:"), "{err}");
     assert!(err.contains("nothing was started"), "{err}");
 }
@@ -55,8 +65,17 @@ fn check_rejects_broken_zone_file_with_its_line() {
 #[test]
 fn serve_refuses_to_start_on_bad_config() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), free_port(), "[[check]]\nname = \"x\"\nkind = \"ftp\"\n", ZONE);
-    let out = Command::new(bin()).args(["serve", "--config"]).arg(&path).output().unwrap();
+    let path = write_config(
+        dir.path(),
+        free_port(),
+        "[[check]]\nname = \"x\"\nkind = \"ftp\"\n",
+        ZONE,
+    );
+    let out = Command::new(bin())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("check kind \"ftp\" is not known"));
 }
@@ -65,7 +84,8 @@ fn serve_refuses_to_start_on_bad_config() {
 /// test's port.
 #[test]
 fn readme_dig_command_verifies_the_answer() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let command = readme
         .lines()
         .find(|l| l.starts_with("dig @127.0.0.1 -p 5353 desktop.example.com TXT"))
@@ -77,7 +97,18 @@ fn readme_dig_command_verifies_the_answer() {
         ZONE,
     );
     let command = command.replace("-p 5353", &format!("-p {}", server.addr.port()));
-    let out = Command::new("sh").arg("-c").arg(&command).output().expect("dig is installed (bind9-dnsutils)");
-    assert!(out.status.success(), "{command}: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "\"PDXexampleConnId0001\"");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .output()
+        .expect("dig is installed (bind9-dnsutils)");
+    assert!(
+        out.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "\"PDXexampleConnId0001\""
+    );
 }

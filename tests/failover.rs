@@ -47,7 +47,11 @@ targets = [
 fn fails_over_and_back_with_failback_delay() {
     let (pdx, iad) = (Endpoint::start("healthy"), Endpoint::start("healthy"));
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &two_region_config(&pdx.url(), &iad.url(), ""), ZONE);
+    let server = Server::start(
+        dir.path(),
+        &two_region_config(&pdx.url(), &iad.url(), ""),
+        ZONE,
+    );
     assert_eq!(server.txt("desktop.example.com."), ["PDX1"]);
     let serial0 = server.serial();
 
@@ -55,8 +59,14 @@ fn fails_over_and_back_with_failback_delay() {
     server.wait_for_txt("desktop.example.com.", "IAD2");
     let tcp = server.tcp(&plain_query("desktop.example.com.", RecordType::TXT));
     assert_eq!(txt_of(&tcp), ["IAD2"], "TCP sees the same answer");
-    assert!(server.serial() > serial0, "serial moves forward on failover");
-    assert!(server.log_text().contains("answer changed"), "the change is logged");
+    assert!(
+        server.serial() > serial0,
+        "serial moves forward on failover"
+    );
+    assert!(
+        server.log_text().contains("answer changed"),
+        "the change is logged"
+    );
 
     let recovered = Instant::now();
     pdx.set_status(200);

@@ -16,8 +16,13 @@ targets = [ { region = "us-west-2", connection_id = "PDXexampleConnId0001" } ]
 
 fn zone_with_big_txt() -> String {
     // Ten 250-byte strings: about 2.5 KB, over any UDP limit we allow.
-    let strings: Vec<String> = (0..10).map(|i| format!("\"{}\"", i.to_string().repeat(250))).collect();
-    format!("{ZONE}big IN TXT {}\nsub.deep IN A 192.0.2.20\nchild IN NS ns.child\nns.child IN A 192.0.2.53\n", strings.join(" "))
+    let strings: Vec<String> = (0..10)
+        .map(|i| format!("\"{}\"", i.to_string().repeat(250)))
+        .collect();
+    format!(
+        "{ZONE}big IN TXT {}\nsub.deep IN A 192.0.2.20\nchild IN NS ns.child\nns.child IN A 192.0.2.53\n",
+        strings.join(" ")
+    )
 }
 
 fn server(dir: &tempfile::TempDir) -> Server {
@@ -39,7 +44,9 @@ fn txt_answer_is_one_record_with_one_string() {
         assert!(!r.metadata.recursion_available);
         assert_eq!(r.answers.len(), 1);
         assert_eq!(r.answers[0].ttl, 20);
-        let RData::TXT(txt) = &r.answers[0].data else { panic!() };
+        let RData::TXT(txt) = &r.answers[0].data else {
+            panic!()
+        };
         assert_eq!(txt.txt_data.len(), 1);
         assert_eq!(&*txt.txt_data[0], b"PDXexampleConnId0001");
     }
@@ -51,11 +58,18 @@ fn negative_answers_carry_soa_with_minimum_ttl() {
     let s = server(&dir);
     for (name, rtype, rcode) in [
         ("nope.example.com.", RecordType::A, ResponseCode::NXDomain),
-        ("a.b.nope.example.com.", RecordType::TXT, ResponseCode::NXDomain),
+        (
+            "a.b.nope.example.com.",
+            RecordType::TXT,
+            ResponseCode::NXDomain,
+        ),
         ("desktop.example.com.", RecordType::A, ResponseCode::NoError),
         ("deep.example.com.", RecordType::A, ResponseCode::NoError), // empty non-terminal
     ] {
-        for q in [plain_query(name, rtype), edns_query(name, rtype, 1232, false)] {
+        for q in [
+            plain_query(name, rtype),
+            edns_query(name, rtype, 1232, false),
+        ] {
             for r in both(&s, &q) {
                 assert_eq!(r.metadata.response_code, rcode, "{name} {rtype}");
                 assert!(r.metadata.authoritative);
@@ -88,7 +102,10 @@ fn question_is_echoed_with_its_letter_case() {
     let dir = tempfile::tempdir().unwrap();
     let s = server(&dir);
     for name in ["DeSkToP.ExAmPlE.CoM.", "NoPe.EXAMPLE.com."] {
-        for q in [plain_query(name, RecordType::TXT), edns_query(name, RecordType::TXT, 4096, true)] {
+        for q in [
+            plain_query(name, RecordType::TXT),
+            edns_query(name, RecordType::TXT, 4096, true),
+        ] {
             for r in both(&s, &q) {
                 assert_eq!(r.queries[0].name().to_ascii(), name);
             }
@@ -101,7 +118,10 @@ fn edns_is_echoed_with_do_bit_and_our_payload() {
     let dir = tempfile::tempdir().unwrap();
     let s = server(&dir);
     for dnssec_ok in [false, true] {
-        for r in both(&s, &edns_query("desktop.example.com.", RecordType::TXT, 4096, dnssec_ok)) {
+        for r in both(
+            &s,
+            &edns_query("desktop.example.com.", RecordType::TXT, 4096, dnssec_ok),
+        ) {
             let edns = r.edns.as_ref().expect("OPT in response");
             assert_eq!(edns.max_payload(), 1232);
             assert_eq!(edns.flags().dnssec_ok, dnssec_ok);
@@ -130,7 +150,10 @@ fn edns_version_above_zero_gets_badvers() {
 fn large_answers_truncate_over_udp_and_arrive_over_tcp() {
     let dir = tempfile::tempdir().unwrap();
     let s = server(&dir);
-    for q in [plain_query("big.example.com.", RecordType::TXT), edns_query("big.example.com.", RecordType::TXT, 4096, false)] {
+    for q in [
+        plain_query("big.example.com.", RecordType::TXT),
+        edns_query("big.example.com.", RecordType::TXT, 4096, false),
+    ] {
         let udp = s.udp(&q);
         assert!(udp.metadata.truncation, "TC set");
         assert!(udp.answers.is_empty());
@@ -139,7 +162,9 @@ fn large_answers_truncate_over_udp_and_arrive_over_tcp() {
         assert!(raw.len() <= 1232);
         let tcp = s.tcp(&q);
         assert!(!tcp.metadata.truncation);
-        let RData::TXT(txt) = &tcp.answers[0].data else { panic!() };
+        let RData::TXT(txt) = &tcp.answers[0].data else {
+            panic!()
+        };
         assert_eq!(txt.txt_data.len(), 10);
     }
     // A small payload advertisement is honoured: 512 at least, never more than asked.
@@ -153,7 +178,12 @@ fn any_is_answered_minimally() {
     let s = server(&dir);
     for r in both(&s, &plain_query("example.com.", RecordType::ANY)) {
         assert_eq!(r.metadata.response_code, ResponseCode::NoError);
-        assert_eq!(r.answers.len(), 1, "one RRset, not everything: {:?}", r.answers);
+        assert_eq!(
+            r.answers.len(),
+            1,
+            "one RRset, not everything: {:?}",
+            r.answers
+        );
     }
     let r = s.udp(&plain_query("desktop.example.com.", RecordType::ANY));
     assert_eq!(txt_of(&r), ["PDXexampleConnId0001"]);
@@ -177,7 +207,9 @@ fn malformed_and_unsupported_requests() {
     let dir = tempfile::tempdir().unwrap();
     let s = server(&dir);
     // Garbage after a header: FORMERR with the same ID.
-    let garbage = [0xAB, 0xCD, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x3F, 0xFF];
+    let garbage = [
+        0xAB, 0xCD, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x3F, 0xFF,
+    ];
     let r = raw_udp(s.addr, &garbage, Duration::from_secs(2)).expect("FORMERR reply");
     let m = Message::from_vec(&r).unwrap();
     assert_eq!(m.metadata.id, 0xABCD);

@@ -1,1 +1,226 @@
+//! Every validation rule, checked by its message and its line.
 
+use std::path::Path;
+
+use super::*;
+
+const ZONE: &str = "$TTL 300\n@ IN SOA ns1 hostmaster 7 7200 3600 1209600 60\n@ IN NS ns1\n\
+ns1 IN A 127.0.0.1\ninfo IN TXT \"static\"\nchild IN NS ns.child\n";
+
+const HEAD: &str = "[[zone]]\norigin = \"example.com\"\nfile = \"z.zone\"\n";
+
+fn run(body: &str) -> Result<Config, ConfigError> {
+    let text = format!("{HEAD}{body}");
+    validate(Path::new("cfg/t.toml"), &text, &|p: &Path| {
+        assert_eq!(
+            p,
+            Path::new("cfg/z.zone"),
+            "relative to the config's directory"
+        );
+        Ok(ZONE.to_string())
+    })
+}
+
+const CHECK: &str =
+    "[[check]]\nname = \"pdx\"\nkind = \"https\"\nurl = \"https://example.net/ping\"\n";
+
+fn alias(targets: &str) -> String {
+    format!("[[alias]]\nname = \"desktop.example.com\"\ntargets = [{targets}]\n")
+}
+
+/// The first problem's message must contain `needle`, on `line`.
+fn fails(body: &str, needle: &str, line: usize) {
+    let err = run(body).expect_err(needle);
+    let p = &err.0[0];
+    assert!(p.message.contains(needle), "want {needle:?}, got {err}");
+    assert_eq!(p.line, line, "line of {needle:?}: {err}");
+    assert!(p.hint.is_some(), "every problem says how to fix it: {err}");
+}
+
+#[test]
+fn a_valid_config_has_defaults() {
+    let c = run(&format!(
+        "{CHECK}{}",
+        alias("{ region = \"r1\", connection_id = \"ABC\", checks = [\"pdx\"] }")
+    ))
+    .unwrap();
+    assert_eq!(c.server.listen, vec!["127.0.0.1:5353".parse().unwrap()]);
+    assert_eq!(c.server.state_dir, Path::new("cfg/state"));
+    assert_eq!(c.checks[0].timing, Timing::default());
+    let ProbeSpec::Http(h) = &c.checks[0].probe else {
+        panic!()
+    };
+    assert_eq!(h.expect_status, vec![200..=399]);
+    assert!(h.tls_verify);
+    assert_eq!(c.aliases[0].ttl, 30);
+    assert_eq!(c.aliases[0].policy, Policy::default());
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn unknown_keys_are_rejected() {
+    fails(
+        "[server]\nlisten_on = [\"127.0.0.1:53\"]\n",
+        "unknown field `listen_on`",
+        5,
+    );
+}
+
+#[test]
+fn connection_id_must_match_the_api_pattern() {
+    fails(
+        &alias("{ region = \"r1\", connection_id = \"wsca-12345\" }"),
+        "not a WorkSpaces connection identifier",
+        6,
+    );
+    fails(
+        &alias("{ region = \"r1\", connection_id = \"A123456789012345678901\" }"),
+        "not a WorkSpaces connection identifier",
+        6,
+    );
+}
+
+#[test]
+fn alias_must_be_a_name_inside_a_served_zone() {
+    fails(
+        "[[alias]]\nname = \"desk top.example.com\"\ntargets = []\n",
+        "not a valid connection string",
+        5,
+    );
+    fails(
+        "[[alias]]\nname = \"desktop.example.org\"\ntargets = []\n",
+        "not inside any served zone",
+        5,
+    );
+    fails(
+        "[[alias]]\nname = \"x.child.example.com\"\ntargets = []\n",
+        "below the delegation",
+        5,
+    );
+}
+
+#[test]
+fn alias_must_not_collide_with_static_txt() {
+    fails(
+        "[[alias]]\nname = \"info.example.com\"\ntargets = [{ region = \"r\", connection_id = \"A\" }]\n",
+        "collides with a static TXT",
+        5,
+    );
+}
+
+#[test]
+fn unknown_check_names_are_listed() {
+    let err = run(&format!(
+        "{CHECK}{}",
+        alias("{ region = \"r1\", connection_id = \"A\", checks = [\"pdy\"] }")
+    ))
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("check \"pdy\" is not defined"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("one of: pdx"), "{err}");
+}
+
+#[test]
+fn timeout_must_be_below_interval() {
+    fails(
+        &format!("{CHECK}interval = \"5s\"\ntimeout = \"5s\"\n"),
+        "must be shorter than interval",
+        9,
+    );
+}
+
+#[test]
+fn thresholds_must_be_positive() {
+    fails(
+        &format!("{CHECK}fall = 0\n"),
+        "`fall` must be between 1 and 100",
+        8,
+    );
+    fails(
+        &format!("{CHECK}rise = -1\n"),
+        "`rise` must be between 1 and 100",
+        8,
+    );
+}
+
+#[test]
+fn duplicate_names_are_rejected() {
+    fails(&format!("{CHECK}{CHECK}"), "defined twice", 9);
+    let a = alias("{ region = \"r\", connection_id = \"A\" }");
+    fails(
+        &format!("{a}{a}"),
+        "alias desktop.example.com. is defined twice",
+        8,
+    );
+    fails(
+        &alias(
+            "{ region = \"r\", connection_id = \"A\" }, { region = \"r\", connection_id = \"B\" }",
+        ),
+        "appears twice",
+        6,
+    );
+}
+
+#[test]
+fn fields_of_another_kind_are_named() {
+    fails(
+        "[[check]]\nname = \"t\"\nkind = \"tcp\"\naddress = \"h:1\"\nurl = \"http://x/\"\n",
+        "`url` does not apply to tcp checks",
+        8,
+    );
+    fails(
+        "[[check]]\nname = \"t\"\nkind = \"http\"\nurl = \"https://x/\"\n",
+        "does not match kind",
+        7,
+    );
+    fails(
+        "[[check]]\nname = \"t\"\nkind = \"tcp\"\naddress = \"nohost\"\n",
+        "is not host:port",
+        7,
+    );
+}
+
+#[test]
+fn durations_and_statuses_are_parsed() {
+    fails(
+        &format!("{CHECK}interval = \"ten seconds\"\n"),
+        "is not a duration",
+        8,
+    );
+    fails(
+        &format!("{CHECK}expect_status = [\"2xx\"]\n"),
+        "not a status code or range",
+        8,
+    );
+}
+
+#[test]
+fn zone_problems_name_the_zone_file() {
+    let err = validate(Path::new("t.toml"), HEAD, &|_: &Path| {
+        Ok("$TTL 1\n@ IN SOA a b 1 2 3 4 5\n".into())
+    })
+    .unwrap_err();
+    assert!(err.0[0].message.contains("no NS record"), "{err}");
+    assert_eq!(err.0[0].file, Path::new("z.zone"));
+    let err = validate(Path::new("t.toml"), HEAD, &|_: &Path| {
+        Err(std::io::Error::other("gone"))
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("cannot read zone file"), "{err}");
+    let err = validate(Path::new("t.toml"), "", &|_: &Path| unreachable!()).unwrap_err();
+    assert!(err.to_string().contains("no [[zone]]"), "{err}");
+}
+
+#[test]
+fn high_ttl_warns() {
+    let c = run("[[alias]]\nname = \"desktop.example.com\"\nttl = 300\ntargets = [{ region = \"r\", connection_id = \"A\" }]\n").unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.message.contains("ttl 300 is above 60")),
+        "{:?}",
+        c.warnings
+    );
+}

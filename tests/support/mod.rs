@@ -127,13 +127,28 @@ impl Server {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let server = Server { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), dir: dir.to_path_buf(), log };
+        let server = Server {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir: dir.to_path_buf(),
+            log,
+        };
         let start = Instant::now();
         loop {
-            if query_udp_timeout(server.addr, &plain_query("example.com.", RecordType::SOA), Duration::from_millis(200)).is_some() {
+            if query_udp_timeout(
+                server.addr,
+                &plain_query("example.com.", RecordType::SOA),
+                Duration::from_millis(200),
+            )
+            .is_some()
+            {
                 return server;
             }
-            assert!(start.elapsed() < DEADLINE, "server did not answer in time; log:\n{}", server.log_text());
+            assert!(
+                start.elapsed() < DEADLINE,
+                "server did not answer in time; log:\n{}",
+                server.log_text()
+            );
         }
     }
 
@@ -170,7 +185,11 @@ impl Server {
             if got == [want] {
                 return start.elapsed();
             }
-            assert!(start.elapsed() < DEADLINE, "{name} still answers {got:?}, want {want}; log:\n{}", self.log_text());
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{name} still answers {got:?}, want {want}; log:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -180,7 +199,13 @@ pub fn txt_of(m: &Message) -> Vec<String> {
     m.answers
         .iter()
         .filter_map(|r| match &r.data {
-            RData::TXT(t) => Some(t.txt_data.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect::<Vec<_>>().join("|")),
+            RData::TXT(t) => Some(
+                t.txt_data
+                    .iter()
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            ),
             _ => None,
         })
         .collect()

@@ -1,1 +1,158 @@
+//! The fast path must say exactly what the full path says.
 
+use std::path::Path;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+
+use crate::dns::answer::respond_udp;
+use crate::snapshot::{AliasAnswer, AliasRecord, Snapshot};
+use crate::zone::parse_zone;
+
+fn snapshot() -> Snapshot {
+    let text = "$TTL 300\n@ IN SOA ns1 hostmaster 7 7200 3600 1209600 60\n@ IN NS ns1\n\
+ns1 IN A 127.0.0.1\nwww IN A 192.0.2.1\nwww IN AAAA 2001:db8::1\nalias IN CNAME www\n\
+a.b.c IN TXT \"deep\"\nchild IN NS ns.child\nns.child IN A 192.0.2.53\n";
+    let origin = Name::from_ascii("example.com.").unwrap();
+    let zone = parse_zone(text, Path::new("z"), &origin).unwrap();
+    let alias = |name: &str, answer| AliasRecord {
+        name: Name::from_ascii(name).unwrap(),
+        zone: 0,
+        ttl: 30,
+        answer,
+    };
+    Snapshot::build(
+        &[zone],
+        &[42],
+        &[
+            alias("desktop.example.com.", AliasAnswer::Txt("PDX1".into())),
+            alias("down.example.com.", AliasAnswer::ServFail),
+            alias("empty.example.com.", AliasAnswer::NoData),
+        ],
+    )
+}
+
+fn query(name: &str, qtype: RecordType, edns: Option<(u16, bool)>, rd: bool) -> Vec<u8> {
+    let mut m = Message::new(0x1234, MessageType::Query, OpCode::Query);
+    let mut q = Query::query(Name::from_ascii(name).unwrap(), qtype);
+    q.set_query_class(DNSClass::IN);
+    m.add_query(q);
+    m.metadata.recursion_desired = rd;
+    if let Some((payload, dnssec_ok)) = edns {
+        let mut e = Edns::new();
+        e.set_max_payload(payload);
+        e.set_dnssec_ok(dnssec_ok);
+        m.set_edns(e);
+    }
+    m.to_vec().unwrap()
+}
+
+#[test]
+fn fast_and_full_paths_agree() {
+    let snap = snapshot();
+    let names = [
+        "desktop.example.com.",
+        "DESKTOP.Example.com.",
+        "www.example.com.",
+        "example.com.",
+        "nope.example.com.",
+        "x.y.NOPE.example.com.",
+        "b.c.example.com.",
+        "a.b.c.example.com.",
+        "down.example.com.",
+        "empty.example.com.",
+        "alias.example.com.",
+        "ns.child.example.com.",
+        "x.child.example.com.",
+        "example.org.",
+    ];
+    let types = [
+        RecordType::TXT,
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::SOA,
+        RecordType::NS,
+        RecordType::MX,
+        RecordType::ANY,
+    ];
+    let mut fast_count = 0;
+    let mut out = Vec::new();
+    for name in names {
+        for qtype in types {
+            for edns in [None, Some((512, false)), Some((4096, true))] {
+                for rd in [false, true] {
+                    let q = query(name, qtype, edns, rd);
+                    if !snap.fast.answer(&q, &mut out) {
+                        continue;
+                    }
+                    fast_count += 1;
+                    let full = respond_udp(&snap, &q).unwrap();
+                    let (a, b) = (
+                        Message::from_vec(&out).unwrap(),
+                        Message::from_vec(&full).unwrap(),
+                    );
+                    assert_eq!(a, b, "{name} {qtype} {edns:?} rd={rd}");
+                    assert_eq!(a.queries[0].name().to_ascii(), name, "letter case kept");
+                }
+            }
+        }
+    }
+    assert!(
+        fast_count > 100,
+        "the fast path takes the common queries ({fast_count})"
+    );
+}
+
+#[test]
+fn common_queries_take_the_fast_path() {
+    let snap = snapshot();
+    let mut out = Vec::new();
+    for (name, qtype) in [
+        ("desktop.example.com.", RecordType::TXT),
+        ("nope.example.com.", RecordType::A),
+        ("down.example.com.", RecordType::TXT),
+    ] {
+        assert!(
+            snap.fast.answer(&query(name, qtype, None, true), &mut out),
+            "{name}"
+        );
+        assert!(
+            snap.fast
+                .answer(&query(name, qtype, Some((1232, true)), true), &mut out),
+            "{name}"
+        );
+    }
+    // And the unusual ones do not.
+    for (name, qtype) in [
+        ("x.child.example.com.", RecordType::A),
+        ("alias.example.com.", RecordType::A),
+        ("example.com.", RecordType::ANY),
+        ("example.org.", RecordType::A),
+    ] {
+        assert!(
+            !snap.fast.answer(&query(name, qtype, None, true), &mut out),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn malformed_input_never_takes_the_fast_path() {
+    let snap = snapshot();
+    let good = query(
+        "desktop.example.com.",
+        RecordType::TXT,
+        Some((1232, false)),
+        true,
+    );
+    let mut out = Vec::new();
+    for cut in 0..good.len() {
+        assert!(
+            !snap.fast.answer(&good[..cut], &mut out),
+            "truncated at {cut}"
+        );
+    }
+    let mut trailing = good.clone();
+    trailing.push(0);
+    assert!(!snap.fast.answer(&trailing, &mut out));
+}
