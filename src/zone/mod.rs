@@ -89,81 +89,19 @@ pub fn parse_zone(text: &str, file: &Path, origin: &Name) -> Result<StaticZone, 
         for record in set.records_without_rrsigs() {
             let mut record = record.clone();
             record.name = record.name.to_lowercase();
-            let at = |name: &LowerName, rtype: RecordType| {
-                let name = name.clone();
-                locate(&move |r: &ParsedRecords| r.contains_key(&RrKey::new(name.clone(), rtype)))
-            };
-            if !origin.zone_of(&record.name) {
-                problems.push(
-                    Problem::new(
-                        file,
-                        at(&key.name, key.record_type),
-                        1,
-                        format!("record {} is outside the zone {origin}", record.name),
-                    )
-                    .hint("use a name relative to the origin, or an absolute name ending in the origin"),
-                );
+            if let Some((message, hint)) = unservable(&record, &origin) {
+                let name = key.name.clone();
+                let rtype = key.record_type;
+                let line = locate(&move |r: &ParsedRecords| {
+                    r.contains_key(&RrKey::new(name.clone(), rtype))
+                });
+                problems.push(Problem::new(file, line, 1, message).hint(hint));
                 continue;
             }
-            if record.dns_class != DNSClass::IN {
-                problems.push(
-                    Problem::new(
-                        file,
-                        at(&key.name, key.record_type),
-                        1,
-                        format!(
-                            "record {} has class {}; only IN is served",
-                            record.name, record.dns_class
-                        ),
-                    )
-                    .hint("write IN or leave the class out"),
-                );
-                continue;
+            match &record.data {
+                RData::SOA(s) => soa = Some((s.clone(), record.ttl)),
+                _ => out.push(record),
             }
-            if record.name.is_wildcard() {
-                problems.push(
-                    Problem::new(
-                        file,
-                        at(&key.name, key.record_type),
-                        1,
-                        format!("wildcard record {} is not supported", record.name),
-                    )
-                    .hint("list each name explicitly"),
-                );
-                continue;
-            }
-            if matches!(record.record_type(), RecordType::DNAME) {
-                problems.push(
-                    Problem::new(
-                        file,
-                        at(&key.name, key.record_type),
-                        1,
-                        "DNAME records are not supported",
-                    )
-                    .hint("use CNAME records for single names"),
-                );
-                continue;
-            }
-            if let RData::SOA(s) = &record.data {
-                if record.name != origin {
-                    problems.push(
-                        Problem::new(
-                            file,
-                            at(&key.name, key.record_type),
-                            1,
-                            format!(
-                                "SOA record at {} but the zone origin is {origin}",
-                                record.name
-                            ),
-                        )
-                        .hint("put the SOA at the apex (`@`)"),
-                    );
-                } else {
-                    soa = Some((s.clone(), record.ttl));
-                }
-                continue;
-            }
-            out.push(record);
         }
     }
 
@@ -225,6 +163,43 @@ pub fn parse_zone(text: &str, file: &Path, origin: &Name) -> Result<StaticZone, 
     })
 }
 
+/// Why a parsed record cannot be served, with a hint, if it cannot.
+fn unservable(record: &Record, origin: &Name) -> Option<(String, &'static str)> {
+    let name = &record.name;
+    if !origin.zone_of(name) {
+        return Some((
+            format!("record {name} is outside the zone {origin}"),
+            "use a name relative to the origin, or an absolute name ending in the origin",
+        ));
+    }
+    if record.dns_class != DNSClass::IN {
+        return Some((
+            format!(
+                "record {name} has class {}; only IN is served",
+                record.dns_class
+            ),
+            "write IN or leave the class out",
+        ));
+    }
+    if name.is_wildcard() {
+        return Some((
+            format!("wildcard record {name} is not supported"),
+            "list each name explicitly",
+        ));
+    }
+    match record.record_type() {
+        RecordType::DNAME => Some((
+            "DNAME records are not supported".into(),
+            "use CNAME records for single names",
+        )),
+        RecordType::SOA if name != origin => Some((
+            format!("SOA record at {name} but the zone origin is {origin}"),
+            "put the SOA at the apex (`@`)",
+        )),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +250,14 @@ www 60 IN A 192.0.2.1\n";
         let text = format!("{GOOD}www IN CNAME ns1\n");
         let err = parse_zone(&text, Path::new("z"), &origin()).unwrap_err();
         assert!(err[0].message.contains("CNAME and other data"), "{err:?}");
+        assert_eq!(err[0].line, 6);
+    }
+
+    #[test]
+    fn wildcards_and_foreign_classes_are_rejected() {
+        let text = format!("{GOOD}*.dyn IN A 192.0.2.7\n");
+        let err = parse_zone(&text, Path::new("z"), &origin()).unwrap_err();
+        assert!(err[0].message.contains("wildcard"), "{err:?}");
         assert_eq!(err[0].line, 6);
     }
 }
