@@ -118,11 +118,12 @@ impl Snapshot {
             })
             .collect();
         served.sort_by_key(|z| std::cmp::Reverse(z.origin.num_labels()));
-        let fast = FastIndex::build(&served);
-        Snapshot {
+        let mut snap = Snapshot {
             zones: served,
-            fast,
-        }
+            fast: FastIndex::default(),
+        };
+        snap.fast = FastIndex::build(&snap);
+        snap
     }
 
     /// The zone a name belongs to: the deepest served origin above it.

@@ -186,3 +186,54 @@ fn serial_never_goes_back_across_restarts() {
     let third = Server::start_with(dir.path(), &path, port);
     assert_eq!(third.serial(), again);
 }
+
+#[test]
+fn https_checks_verify_certificates_unless_told_not_to() {
+    let tls = TlsEndpoint::start("pdx.test");
+    let port = tls.addr.port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"
+[[check]]
+name = "strict"
+kind = "https"
+url = "https://pdx.test:{port}/ping"
+resolve = "{addr}"
+interval = "1s"
+timeout = "500ms"
+
+[[check]]
+name = "lax"
+kind = "https"
+url = "https://pdx.test:{port}/ping"
+resolve = "{addr}"
+tls_verify = false
+expect_body = "sni=pdx.test host=pdx.test"
+interval = "1s"
+timeout = "500ms"
+
+[[alias]]
+name = "desktop.example.com"
+targets = [
+  {{ region = "us-west-2", connection_id = "STRICT", checks = ["strict"] }},
+  {{ region = "us-east-1", connection_id = "LAX", checks = ["lax"] }},
+]
+"#,
+        addr = tls.addr
+    );
+    let server = Server::start(dir.path(), &config, ZONE);
+    // Self-signed: verification fails, so the primary is down from the first round;
+    // without verification the same endpoint is healthy, reached by its name
+    // (SNI and Host) at the address given in `resolve`.
+    assert_eq!(
+        server.txt("desktop.example.com."),
+        ["LAX"],
+        "log:\n{}",
+        server.log_text()
+    );
+    assert!(
+        server.log_text().to_lowercase().contains("certificate"),
+        "{}",
+        server.log_text()
+    );
+}

@@ -87,17 +87,11 @@ fn template(snap: &Snapshot, name: &Name, qtype: u16) -> Template {
 }
 
 impl FastIndex {
-    /// Builds templates for every name of every zone. `zones` is ordered
-    /// deepest first, as in the snapshot.
-    pub fn build(zones: &[ServedZone]) -> FastIndex {
-        // Templates come from the full path, which needs a snapshot: build one
-        // without an index first.
-        let bare = Snapshot {
-            zones: zones.to_vec(),
-            fast: FastIndex::default(),
-        };
+    /// Builds templates for every name of every zone of `snap`, rendering
+    /// each with the full path (which never consults the index).
+    pub fn build(snap: &Snapshot) -> FastIndex {
         let mut index = FastIndex::default();
-        for zone in zones {
+        for zone in &snap.zones {
             index.apexes.insert(
                 wire(&zone.origin).into_boxed_slice(),
                 NxDomain {
@@ -110,7 +104,7 @@ impl FastIndex {
                 let key = wire(&name).into_boxed_slice();
                 // A name occluded by a deeper served zone belongs to that zone.
                 if index.names.contains_key(&key)
-                    || bare.zone_for(&name).map(|z| &z.origin) != Some(&zone.origin)
+                    || snap.zone_for(&name).map(|z| &z.origin) != Some(&zone.origin)
                 {
                     continue;
                 }
@@ -127,11 +121,11 @@ impl FastIndex {
                     }
                     let by_type = types
                         .into_iter()
-                        .map(|t| (t, template(&bare, &name, t)))
+                        .map(|t| (t, template(snap, &name, t)))
                         .collect();
                     Entry::Ready {
                         by_type,
-                        other: template(&bare, &name, PROBE_TYPE),
+                        other: template(snap, &name, PROBE_TYPE),
                     }
                 };
                 index.names.insert(key, entry);

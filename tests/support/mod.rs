@@ -272,3 +272,65 @@ pub fn raw_tcp(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
 pub fn query_tcp(addr: SocketAddr, query: &Message) -> Message {
     Message::from_vec(&raw_tcp(addr, &query.to_vec().unwrap())).unwrap()
 }
+
+/// A local HTTPS endpoint with a self-signed certificate for `name`. Its body
+/// reports the SNI and Host it saw, so tests can check both.
+pub struct TlsEndpoint {
+    pub addr: SocketAddr,
+}
+
+impl TlsEndpoint {
+    pub fn start(name: &str) -> TlsEndpoint {
+        let ck = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], key)
+            .unwrap();
+        let config = Arc::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for tcp in listener.incoming() {
+                let Ok(tcp) = tcp else { continue };
+                let config = config.clone();
+                std::thread::spawn(move || {
+                    tcp.set_read_timeout(Some(Duration::from_secs(2))).ok();
+                    let conn = rustls::ServerConnection::new(config).unwrap();
+                    let mut tls = rustls::StreamOwned::new(conn, tcp);
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let req = String::from_utf8_lossy(&req).to_ascii_lowercase();
+                    let host = req
+                        .lines()
+                        .find_map(|l| l.strip_prefix("host: "))
+                        .unwrap_or("")
+                        .split(':')
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    let sni = tls.conn.server_name().unwrap_or("").to_string();
+                    let body = format!("healthy sni={sni} host={host}");
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.write_all(reply.as_bytes());
+                    tls.conn.send_close_notify();
+                    let _ = tls.flush();
+                });
+            }
+        });
+        TlsEndpoint { addr }
+    }
+}
