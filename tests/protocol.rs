@@ -234,3 +234,30 @@ fn malformed_and_unsupported_requests() {
     // Still answering.
     assert_eq!(s.txt("desktop.example.com."), ["PDXexampleConnId0001"]);
 }
+
+#[test]
+fn serves_every_listen_address_including_ipv6() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let path = write_config(dir.path(), port, CONFIG, ZONE);
+    // Add [::1] on the same port: v6-only sockets let both bind.
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        &format!("listen = [\"127.0.0.1:{port}\"]"),
+        &format!("listen = [\"127.0.0.1:{port}\", \"[::1]:{port}\"]"),
+    );
+    std::fs::write(&path, text).unwrap();
+    let s = Server::start_with(dir.path(), &path, port);
+    let v6: std::net::SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let q = plain_query("desktop.example.com.", RecordType::TXT);
+    let sock = std::net::UdpSocket::bind("[::1]:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    sock.send_to(&q.to_vec().unwrap(), v6).unwrap();
+    let mut buf = [0u8; 1500];
+    let n = sock.recv(&mut buf).expect("answer over IPv6 UDP");
+    assert_eq!(
+        txt_of(&Message::from_vec(&buf[..n]).unwrap()),
+        ["PDXexampleConnId0001"]
+    );
+    assert_eq!(txt_of(&query_tcp(v6, &q)), ["PDXexampleConnId0001"]);
+    assert_eq!(s.txt("desktop.example.com."), ["PDXexampleConnId0001"]);
+}
