@@ -173,6 +173,10 @@ impl Engine {
                 Some(previous),
                 now,
             );
+            if d.answer == previous && d.reason != self.decisions[i].reason {
+                // Same answer, new reason: e.g. a failback is now pending.
+                tracing::info!(alias = %self.config.aliases[i].name, reason = %d.reason, "answer kept");
+            }
             if d.answer != previous {
                 changed_zones[self.config.aliases[i].zone] = true;
                 changes.push((i, previous, d));
