@@ -47,6 +47,9 @@ listen = ["127.0.0.1:$PORT_TF"]
 state_dir = "state"
 udp_workers = 1
 
+[admin]
+listen = "127.0.0.1:18053"
+
 [[zone]]
 origin = "example.com"
 file = "zones/example.com.zone"

@@ -13,6 +13,7 @@ use crate::decide::{Answer, Decision, TargetHealth, decide};
 use crate::health::{CheckState, Outcome, ProbeResult};
 use crate::snapshot::{AliasAnswer, AliasRecord, Snapshot, SnapshotCell};
 use crate::state::{Persisted, StateStore, ZoneState, initial_serial, zone_digest};
+use crate::status::{self, AliasView, CheckView, PolicyView, ResultView, StatusView, TargetView};
 
 pub struct Engine {
     config: Arc<Config>,
@@ -22,11 +23,18 @@ pub struct Engine {
     digests: Vec<String>,
     store: StateStore,
     cell: SnapshotCell,
+    /// When each alias's answer last changed.
+    answered_since: Vec<Instant>,
+    status: StatusCell,
 }
+
+/// The published operator view; the admin API reads it.
+pub type StatusCell = Arc<ArcSwap<StatusView>>;
 
 impl Engine {
     /// Applies the first probe round, decides, and builds the first snapshot.
     pub fn start(
+        status: StatusCell,
         config: Arc<Config>,
         store: StateStore,
         first: Vec<Outcome>,
@@ -44,6 +52,8 @@ impl Engine {
             serials: vec![0; config.zones.len()],
             digests: vec![String::new(); config.zones.len()],
             cell: Arc::new(ArcSwap::from_pointee(Snapshot::build(&[], &[], &[]))),
+            answered_since: vec![now; config.aliases.len()],
+            status,
             config,
             checks,
             store,
@@ -78,11 +88,100 @@ impl Engine {
             &engine.serials,
             &records,
         )));
+        engine.publish_status(now);
         Ok(engine)
     }
 
     pub fn cell(&self) -> SnapshotCell {
         self.cell.clone()
+    }
+
+    pub fn status(&self) -> StatusCell {
+        self.status.clone()
+    }
+
+    /// Rebuilds the operator view from the current state.
+    fn publish_status(&self, now: Instant) {
+        let checks = self
+            .config
+            .checks
+            .iter()
+            .zip(&self.checks)
+            .map(|(spec, state)| CheckView {
+                name: spec.name.clone(),
+                kind: match &spec.probe {
+                    crate::config::ProbeSpec::Http(h) => h.url.scheme().to_string(),
+                    crate::config::ProbeSpec::Tcp { .. } => "tcp".to_string(),
+                },
+                state: match state.state {
+                    crate::health::State::Up => "up",
+                    crate::health::State::Down => "down",
+                    crate::health::State::NoData => "no data",
+                }
+                .to_string(),
+                healthy: state.state.healthy(),
+                since: status::wall(state.since, now),
+                interval: status::duration(spec.timing.interval),
+                timeout: status::duration(spec.timing.timeout),
+                fall: spec.timing.fall,
+                rise: spec.timing.rise,
+                last: state.last.as_ref().map(|o| ResultView {
+                    ok: o.ok,
+                    latency_ms: o.latency.as_secs_f64() * 1000.0,
+                    detail: o.detail.clone(),
+                }),
+            })
+            .collect();
+        let aliases = self
+            .config
+            .aliases
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let d = &self.decisions[i];
+                let health = self.target_health(i);
+                let target = match d.answer {
+                    Answer::Target(t) => Some(t),
+                    _ => None,
+                };
+                AliasView {
+                    name: a.name.to_string(),
+                    zone: self.config.zones[a.zone].origin.to_string(),
+                    serial: self.serials[a.zone],
+                    ttl: a.ttl,
+                    answer: match d.answer {
+                        Answer::Target(t) => a.targets[t].connection_id.clone(),
+                        Answer::NoData => "NODATA".into(),
+                        Answer::ServFail => "SERVFAIL".into(),
+                    },
+                    target,
+                    region: target.map(|t| a.targets[t].region.clone()),
+                    reason: d.reason.to_string(),
+                    since: status::wall(self.answered_since[i], now),
+                    policy: PolicyView {
+                        all_down: format!("{:?}", a.policy.all_down).to_lowercase(),
+                        failback: format!("{:?}", a.policy.failback).to_lowercase(),
+                        failback_after: status::duration(a.policy.failback_after),
+                    },
+                    targets: a
+                        .targets
+                        .iter()
+                        .zip(&health)
+                        .map(|(t, h)| TargetView {
+                            region: t.region.clone(),
+                            connection_id: t.connection_id.clone(),
+                            healthy: h.healthy,
+                            checks: t
+                                .checks
+                                .iter()
+                                .map(|&c| self.config.checks[c].name.clone())
+                                .collect(),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        self.status.store(Arc::new(StatusView { aliases, checks }));
     }
 
     fn target_health(&self, alias: usize) -> Vec<TargetHealth> {
@@ -178,6 +277,7 @@ impl Engine {
                 tracing::info!(alias = %self.config.aliases[i].name, reason = %d.reason, "answer kept");
             }
             if d.answer != previous {
+                self.answered_since[i] = now;
                 changed_zones[self.config.aliases[i].zone] = true;
                 changes.push((i, previous, d));
             }
@@ -243,8 +343,13 @@ impl Engine {
                     if self.observe(result, now) {
                         self.reevaluate(now);
                     }
+                    self.publish_status(now);
                 }
-                () = timer => self.reevaluate(Instant::now()),
+                () = timer => {
+                    let now = Instant::now();
+                    self.reevaluate(now);
+                    self.publish_status(now);
+                }
             }
         }
     }

@@ -2,6 +2,7 @@
 //! connection string's TXT query with the connection identifier of the
 //! highest-priority healthy Region. See ARCHITECTURE.md for the map.
 
+pub mod admin;
 pub mod config;
 pub mod decide;
 pub mod dns;
@@ -10,4 +11,5 @@ pub mod health;
 pub mod serve;
 pub mod snapshot;
 pub mod state;
+pub mod status;
 pub mod zone;

@@ -4,7 +4,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
+
+use crate::admin::{self, AdminState};
+use crate::engine::StatusCell;
+use crate::status::StatusView;
 
 use crate::config::Config;
 use crate::engine::Engine;
@@ -17,13 +24,23 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     let store = StateStore::open(&config.server.state_dir)?;
+    // The admin API comes up first so /readyz can say "starting".
+    let status: StatusCell = Arc::new(ArcSwap::from_pointee(StatusView::default()));
+    let ready = Arc::new(AtomicBool::new(false));
+    let admin_state = AdminState {
+        status: status.clone(),
+        ready: ready.clone(),
+    };
+    let admin_listener = admin::bind(config.admin_listen).await?;
+    tracing::info!(addr = %config.admin_listen, "admin API listening");
+    let admin = tokio::spawn(admin::serve(admin_listener, admin_state));
     let probers = health::build_probers(&config.checks)?;
     tracing::info!(
         checks = config.checks.len(),
         "running the first probe round"
     );
     let first = health::first_round(&probers, &config.checks).await;
-    let engine = Engine::start(config.clone(), store, first, Instant::now())?;
+    let engine = Engine::start(status, config.clone(), store, first, Instant::now())?;
     let server = crate::dns::listen(
         &config.server.listen,
         config.server.udp_workers,
@@ -33,10 +50,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .await?;
     let (tx, rx) = mpsc::channel(1024);
     let _loops = health::spawn_loops(&probers, &config.checks, tx);
+    ready.store(true, Ordering::Release);
     tracing::info!("ready");
     tokio::select! {
         () = engine.run(rx) => anyhow::bail!("the decision engine stopped"),
         r = crate::dns::serve_tcp(server) => r.and_then(|()| anyhow::bail!("the TCP server stopped")),
+        r = admin => match r {
+            Ok(Ok(())) => anyhow::bail!("the admin API stopped"),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(e.into()),
+        },
         () = shutdown_signal() => {
             tracing::info!("shutting down");
             Ok(())

@@ -43,8 +43,8 @@ fn check_rejects_bad_config_with_file_line_and_hint() {
     let config = "[[alias]]\nname = \"desktop.example.com\"\ntargets = [{ region = \"us-west-2\", connection_id = \"wsca-abc\" }]\n";
     let (ok, _, err) = check(dir.path(), config, ZONE);
     assert!(!ok);
-    // The targets line is line 12 of the written file (9 header lines first).
-    assert!(err.contains("txtfailover.toml:12:"), "{err}");
+    // The targets line is line 12 of the written file (10 header lines first).
+    assert!(err.contains("txtfailover.toml:13:"), "{err}");
     assert!(
         err.contains("not a WorkSpaces connection identifier"),
         "{err}"

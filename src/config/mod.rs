@@ -23,6 +23,7 @@ use raw::{RawAlias, RawCheck, RawConfig, RawServer};
 
 pub const DEFAULT_CONFIG: &str = "config/txtfailover.toml";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8053";
 pub const DEFAULT_TTL: u32 = 30;
 /// Route 53's advice for health-checked records.
 pub const TTL_WARN_ABOVE: u32 = 60;
@@ -32,6 +33,8 @@ pub const TTL_WARN_ABOVE: u32 = 60;
 pub struct Config {
     pub source: PathBuf,
     pub server: ServerConfig,
+    /// Where the admin HTTP API listens.
+    pub admin_listen: SocketAddr,
     pub zones: Vec<StaticZone>,
     pub checks: Vec<CheckSpec>,
     pub aliases: Vec<AliasSpec>,
@@ -152,6 +155,7 @@ pub fn validate(
         warnings: Vec::new(),
     };
     let server = v.server(raw.server.as_ref());
+    let admin_listen = v.admin(raw.admin.as_ref());
     let zones = v.zones(&raw, read);
     let checks = v.checks(&raw.checks);
     let aliases = v.aliases(&raw.aliases, &zones, &checks);
@@ -161,6 +165,7 @@ pub fn validate(
     Ok(Config {
         source: path.to_path_buf(),
         server,
+        admin_listen,
         zones,
         checks: checks.into_iter().map(|(c, _)| c).collect(),
         aliases,
@@ -279,6 +284,32 @@ impl Validator<'_> {
                 raw.tcp_idle_timeout.as_ref(),
                 Duration::from_secs(10),
             ),
+        }
+    }
+
+    fn admin(&mut self, raw: Option<&Spanned<raw::RawAdmin>>) -> SocketAddr {
+        let default = DEFAULT_ADMIN_LISTEN.parse().expect("default admin address");
+        let Some(listen) = raw.and_then(|a| a.get_ref().listen.as_ref()) else {
+            return default;
+        };
+        match listen.get_ref().parse::<SocketAddr>() {
+            Ok(a) if a.ip().is_loopback() => a,
+            Ok(a) => {
+                self.err(
+                    &listen.span(),
+                    format!("admin API on {a} would be reachable from other hosts without a token"),
+                    "listen on a loopback address (127.0.0.1 or [::1]) and reach it through SSH or a proxy",
+                );
+                default
+            }
+            Err(_) => {
+                self.err(
+                    &listen.span(),
+                    format!("admin listen address {:?} is not IP:port", listen.get_ref()),
+                    "write e.g. \"127.0.0.1:8053\"",
+                );
+                default
+            }
         }
     }
 

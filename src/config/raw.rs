@@ -11,6 +11,8 @@ use toml::Spanned;
 pub struct RawConfig {
     #[serde(default)]
     pub server: Option<Spanned<RawServer>>,
+    #[serde(default)]
+    pub admin: Option<Spanned<RawAdmin>>,
     #[serde(default, rename = "zone")]
     pub zones: Vec<Spanned<RawZone>>,
     #[serde(default, rename = "check")]
@@ -26,6 +28,12 @@ pub struct RawServer {
     pub state_dir: Option<Spanned<String>>,
     pub udp_workers: Option<Spanned<usize>>,
     pub tcp_idle_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

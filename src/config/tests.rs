@@ -224,3 +224,23 @@ fn high_ttl_warns() {
         c.warnings
     );
 }
+
+#[test]
+fn admin_api_stays_on_loopback() {
+    assert_eq!(
+        run("").unwrap().admin_listen,
+        "127.0.0.1:8053".parse().unwrap()
+    );
+    assert_eq!(
+        run("[admin]\nlisten = \"[::1]:9000\"\n")
+            .unwrap()
+            .admin_listen,
+        "[::1]:9000".parse().unwrap()
+    );
+    fails(
+        "[admin]\nlisten = \"0.0.0.0:8053\"\n",
+        "reachable from other hosts",
+        5,
+    );
+    fails("[admin]\nlisten = \"localhost\"\n", "is not IP:port", 5);
+}

@@ -100,8 +100,10 @@ www IN A 192.0.2.10\n";
 pub fn write_config(dir: &Path, port: u16, config: &str, zone: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("zones")).unwrap();
     std::fs::write(dir.join("zones/example.com.zone"), zone).unwrap();
+    let admin = free_port();
     let head = format!(
-        "[server]\nlisten = [\"127.0.0.1:{port}\"]\nstate_dir = \"state\"\nudp_workers = 2\n\n\
+        "[server]\nlisten = [\"127.0.0.1:{port}\"]\nstate_dir = \"state\"\nudp_workers = 2\n\
+         [admin]\nlisten = \"127.0.0.1:{admin}\"\n\
          [[zone]]\norigin = \"example.com\"\nfile = \"zones/example.com.zone\"\n\n"
     );
     let path = dir.join("txtfailover.toml");
@@ -150,6 +152,21 @@ impl Server {
                 server.log_text()
             );
         }
+    }
+
+    /// The admin API address written into the config.
+    pub fn admin_addr(&self) -> SocketAddr {
+        let text = std::fs::read_to_string(self.dir.join("txtfailover.toml")).unwrap();
+        let line = text.lines().skip_while(|l| *l != "[admin]").nth(1).unwrap();
+        line.trim_start_matches("listen = ")
+            .trim_matches('"')
+            .parse()
+            .unwrap()
+    }
+
+    /// GET on the admin API: status code and body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.admin_addr(), path)
     }
 
     pub fn log_text(&self) -> String {
@@ -333,4 +350,23 @@ impl TlsEndpoint {
         });
         TlsEndpoint { addr }
     }
+}
+
+/// A minimal HTTP/1.1 GET (Connection: close).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (code, body)
 }

@@ -1,0 +1,81 @@
+//! What the engine knows, as operators read it: every alias's answer and the
+//! reason, every check's state and last result. The engine publishes a new
+//! view after each change; the admin API only reads it.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StatusView {
+    pub aliases: Vec<AliasView>,
+    pub checks: Vec<CheckView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AliasView {
+    pub name: String,
+    pub zone: String,
+    pub serial: u32,
+    pub ttl: u32,
+    /// The identifier answered, or "NODATA" / "SERVFAIL".
+    pub answer: String,
+    /// Index and Region of the answered target, when a target is answered.
+    pub target: Option<usize>,
+    pub region: Option<String>,
+    pub reason: String,
+    /// When the answer last changed (RFC 3339).
+    pub since: String,
+    pub policy: PolicyView,
+    pub targets: Vec<TargetView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyView {
+    pub all_down: String,
+    pub failback: String,
+    pub failback_after: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetView {
+    pub region: String,
+    pub connection_id: String,
+    pub healthy: bool,
+    pub checks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckView {
+    pub name: String,
+    pub kind: String,
+    /// "up", "down" or "no data" (which counts as healthy).
+    pub state: String,
+    pub healthy: bool,
+    pub since: String,
+    pub interval: String,
+    pub timeout: String,
+    pub fall: u32,
+    pub rise: u32,
+    pub last: Option<ResultView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResultView {
+    pub ok: bool,
+    pub latency_ms: f64,
+    pub detail: String,
+}
+
+/// Wall-clock time of a monotonic instant, for people to read.
+pub fn wall(at: Instant, now: Instant) -> String {
+    let ago = now.saturating_duration_since(at);
+    let t = SystemTime::now()
+        .checked_sub(ago)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+pub fn duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
