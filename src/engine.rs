@@ -112,6 +112,7 @@ impl Engine {
                 kind: match &spec.probe {
                     crate::config::ProbeSpec::Http(h) => h.url.scheme().to_string(),
                     crate::config::ProbeSpec::Tcp { .. } => "tcp".to_string(),
+                    crate::config::ProbeSpec::Command { .. } => "command".to_string(),
                 },
                 state: match state.state {
                     crate::health::State::Up => "up",

@@ -237,3 +237,69 @@ targets = [
         server.log_text()
     );
 }
+
+#[test]
+fn command_check_follows_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("pdx-up");
+    std::fs::write(&flag, "").unwrap();
+    let config = format!(
+        r#"
+[[check]]
+name = "alarm"
+kind = "command"
+command = ["test", "-e", "{}"]
+interval = "100ms"
+timeout = "80ms"
+fall = 1
+rise = 1
+
+[[alias]]
+name = "desktop.example.com"
+failback_after = "0s"
+targets = [
+  {{ region = "us-west-2", connection_id = "PDX1", checks = ["alarm"] }},
+  {{ region = "us-east-1", connection_id = "IAD2" }},
+]
+"#,
+        flag.display()
+    );
+    let server = Server::start(dir.path(), &config, ZONE);
+    assert_eq!(server.txt("desktop.example.com."), ["PDX1"]);
+    std::fs::remove_file(&flag).unwrap();
+    server.wait_for_txt("desktop.example.com.", "IAD2");
+    assert!(
+        server.log_text().contains("exit status: 1"),
+        "{}",
+        server.log_text()
+    );
+    std::fs::write(&flag, "").unwrap();
+    server.wait_for_txt("desktop.example.com.", "PDX1");
+}
+
+#[test]
+fn hung_command_times_out_and_counts_as_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+[[check]]
+name = "slow"
+kind = "command"
+command = ["sleep", "30"]
+interval = "1s"
+timeout = "100ms"
+
+[[alias]]
+name = "desktop.example.com"
+targets = [
+  { region = "us-west-2", connection_id = "PDX1", checks = ["slow"] },
+  { region = "us-east-1", connection_id = "IAD2" },
+]
+"#;
+    let server = Server::start(dir.path(), config, ZONE);
+    assert_eq!(server.txt("desktop.example.com."), ["IAD2"]);
+    assert!(
+        server.log_text().contains("timed out after 100ms"),
+        "{}",
+        server.log_text()
+    );
+}

@@ -82,7 +82,13 @@ impl Default for Timing {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProbeSpec {
     Http(HttpSpec),
-    Tcp { address: String },
+    Tcp {
+        address: String,
+    },
+    /// A local program and its arguments, run without a shell; exit 0 is healthy.
+    Command {
+        argv: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -398,11 +404,12 @@ impl Validator<'_> {
             let probe = match c.kind.get_ref().as_str() {
                 kind @ ("http" | "https") => self.http(c, kind).map(ProbeSpec::Http),
                 "tcp" => self.tcp(c),
+                "command" => self.command(c),
                 other => {
                     self.err(
                         &c.kind.span(),
                         format!("check kind {other:?} is not known"),
-                        "use \"http\", \"https\" or \"tcp\"",
+                        "use \"http\", \"https\", \"tcp\" or \"command\"",
                     );
                     None
                 }
@@ -478,7 +485,13 @@ impl Validator<'_> {
     }
 
     fn http(&mut self, c: &RawCheck, kind: &str) -> Option<HttpSpec> {
-        self.foreign(kind, &[("address", c.address.as_ref().map(|s| s.span()))]);
+        self.foreign(
+            kind,
+            &[
+                ("address", c.address.as_ref().map(|s| s.span())),
+                ("command", c.command.as_ref().map(|s| s.span())),
+            ],
+        );
         let Some(url_raw) = &c.url else {
             self.err(
                 &c.name.span(),
@@ -605,19 +618,48 @@ impl Validator<'_> {
         })
     }
 
+    /// The HTTP-only fields, for reporting them on other kinds.
+    fn http_fields(c: &RawCheck) -> Vec<(&'static str, Option<Range<usize>>)> {
+        vec![
+            ("url", c.url.as_ref().map(|s| s.span())),
+            ("method", c.method.as_ref().map(|s| s.span())),
+            ("headers", c.headers.as_ref().map(|s| s.span())),
+            ("resolve", c.resolve.as_ref().map(|s| s.span())),
+            ("tls_verify", c.tls_verify.as_ref().map(|s| s.span())),
+            ("expect_status", c.expect_status.as_ref().map(|s| s.span())),
+            ("expect_body", c.expect_body.as_ref().map(|s| s.span())),
+        ]
+    }
+
+    fn command(&mut self, c: &RawCheck) -> Option<ProbeSpec> {
+        let mut foreign = Self::http_fields(c);
+        foreign.push(("address", c.address.as_ref().map(|s| s.span())));
+        self.foreign("command", &foreign);
+        let Some(cmd) = &c.command else {
+            self.err(
+                &c.name.span(),
+                format!("command check {:?} has no `command`", c.name.get_ref()),
+                "add command = [\"/path/to/program\", \"arg\"] (run directly, not through a shell)",
+            );
+            return None;
+        };
+        if cmd.get_ref().first().is_none_or(|p| p.is_empty()) {
+            self.err(
+                &cmd.span(),
+                "`command` must name a program",
+                "write the program first, then its arguments: [\"/usr/local/bin/check-region\", \"us-west-2\"]",
+            );
+            return None;
+        }
+        Some(ProbeSpec::Command {
+            argv: cmd.get_ref().clone(),
+        })
+    }
+
     fn tcp(&mut self, c: &RawCheck) -> Option<ProbeSpec> {
-        self.foreign(
-            "tcp",
-            &[
-                ("url", c.url.as_ref().map(|s| s.span())),
-                ("method", c.method.as_ref().map(|s| s.span())),
-                ("headers", c.headers.as_ref().map(|s| s.span())),
-                ("resolve", c.resolve.as_ref().map(|s| s.span())),
-                ("tls_verify", c.tls_verify.as_ref().map(|s| s.span())),
-                ("expect_status", c.expect_status.as_ref().map(|s| s.span())),
-                ("expect_body", c.expect_body.as_ref().map(|s| s.span())),
-            ],
-        );
+        let mut foreign = Self::http_fields(c);
+        foreign.push(("command", c.command.as_ref().map(|s| s.span())));
+        self.foreign("tcp", &foreign);
         let Some(addr) = &c.address else {
             self.err(
                 &c.name.span(),

@@ -64,6 +64,8 @@ pub struct RawCheck {
     pub expect_body: Option<Spanned<String>>,
     // tcp
     pub address: Option<Spanned<String>>,
+    // command
+    pub command: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

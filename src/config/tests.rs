@@ -244,3 +244,31 @@ fn admin_api_stays_on_loopback() {
     );
     fails("[admin]\nlisten = \"localhost\"\n", "is not IP:port", 5);
 }
+
+#[test]
+fn command_checks_need_a_program() {
+    fails(
+        "[[check]]\nname = \"c\"\nkind = \"command\"\n",
+        "has no `command`",
+        5,
+    );
+    fails(
+        "[[check]]\nname = \"c\"\nkind = \"command\"\ncommand = []\n",
+        "must name a program",
+        7,
+    );
+    fails(
+        "[[check]]\nname = \"c\"\nkind = \"tcp\"\naddress = \"h:1\"\ncommand = [\"x\"]\n",
+        "`command` does not apply to tcp checks",
+        8,
+    );
+    let c =
+        run("[[check]]\nname = \"c\"\nkind = \"command\"\ncommand = [\"aws\", \"cloudwatch\"]\n")
+            .unwrap();
+    assert_eq!(
+        c.checks[0].probe,
+        ProbeSpec::Command {
+            argv: vec!["aws".into(), "cloudwatch".into()]
+        }
+    );
+}

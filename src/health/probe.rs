@@ -18,6 +18,9 @@ pub enum Prober {
     Tcp {
         address: String,
     },
+    Command {
+        argv: Vec<String>,
+    },
 }
 
 impl Prober {
@@ -43,6 +46,7 @@ impl Prober {
             ProbeSpec::Tcp { address } => Prober::Tcp {
                 address: address.clone(),
             },
+            ProbeSpec::Command { argv } => Prober::Command { argv: argv.clone() },
         })
     }
 
@@ -73,7 +77,38 @@ impl Prober {
                 Err(e) => Err(format!("connect to {address}: {e}")),
             },
             Prober::Http { client, spec } => http_attempt(client, spec).await,
+            Prober::Command { argv } => command_attempt(argv).await,
         }
+    }
+}
+
+/// Runs the program directly (no shell). On timeout the future is dropped
+/// and `kill_on_drop` kills the child, so a hung program cannot pile up.
+async fn command_attempt(argv: &[String]) -> Result<String, String> {
+    let output = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+    // The first line the program said, bounded, to show operators why.
+    let said = [&output.stderr, &output.stdout]
+        .iter()
+        .filter_map(|b| {
+            String::from_utf8_lossy(b)
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .map(String::from)
+        })
+        .next()
+        .map(|l| format!(": {}", l.chars().take(200).collect::<String>()))
+        .unwrap_or_default();
+    if output.status.success() {
+        Ok(format!("{} exited 0{said}", argv[0]))
+    } else {
+        Err(format!("{} {}{said}", argv[0], output.status))
     }
 }
 
