@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::decide::{Answer, Decision, TargetHealth, decide};
-use crate::health::{CheckState, Outcome, ProbeResult};
+use crate::health::{self, CheckState, Outcome, ProbeResult};
 use crate::snapshot::{AliasAnswer, AliasRecord, Snapshot, SnapshotCell};
 use crate::state::{Persisted, StateStore, ZoneState, initial_serial, zone_digest};
 use crate::status::{self, AliasView, CheckView, PolicyView, ResultView, StatusView, TargetView};
@@ -37,14 +37,16 @@ impl Engine {
         status: StatusCell,
         config: Arc<Config>,
         store: StateStore,
-        first: Vec<Outcome>,
+        first: Vec<Option<Outcome>>,
         now: Instant,
     ) -> anyhow::Result<Engine> {
         let mut checks: Vec<CheckState> =
             config.checks.iter().map(|_| CheckState::new(now)).collect();
         for ((state, outcome), spec) in checks.iter_mut().zip(first).zip(&config.checks) {
-            log_outcome(&spec.name, &outcome);
-            state.observe(outcome, &spec.timing, now);
+            if let Some(outcome) = outcome {
+                log_outcome(&spec.name, &outcome);
+                state.observe(outcome, &spec.timing, now);
+            }
         }
         let persisted = store.load()?;
         let mut engine = Engine {
@@ -107,20 +109,33 @@ impl Engine {
             .checks
             .iter()
             .zip(&self.checks)
-            .map(|(spec, state)| CheckView {
+            .enumerate()
+            .map(|(i, (spec, state))| CheckView {
                 name: spec.name.clone(),
                 kind: match &spec.probe {
                     crate::config::ProbeSpec::Http(h) => h.url.scheme().to_string(),
                     crate::config::ProbeSpec::Tcp { .. } => "tcp".to_string(),
                     crate::config::ProbeSpec::Command { .. } => "command".to_string(),
+                    crate::config::ProbeSpec::Composite { rule, .. } => match rule {
+                        crate::config::Rule::All => "all".to_string(),
+                        crate::config::Rule::Any => "any".to_string(),
+                        crate::config::Rule::AtLeast(n) => format!("at_least {n}"),
+                    },
                 },
-                state: match state.state {
-                    crate::health::State::Up => "up",
-                    crate::health::State::Down => "down",
-                    crate::health::State::NoData => "no data",
+                state: match (&spec.probe, state.state) {
+                    (crate::config::ProbeSpec::Composite { .. }, _) => {
+                        if health::effective(&self.config.checks, &self.checks, i).0 {
+                            "up"
+                        } else {
+                            "down"
+                        }
+                    }
+                    (_, crate::health::State::Up) => "up",
+                    (_, crate::health::State::Down) => "down",
+                    (_, crate::health::State::NoData) => "no data",
                 }
                 .to_string(),
-                healthy: state.state.healthy(),
+                healthy: health::effective(&self.config.checks, &self.checks, i).0,
                 since: status::wall(state.since, now),
                 interval: status::duration(spec.timing.interval),
                 timeout: status::duration(spec.timing.timeout),
@@ -190,15 +205,21 @@ impl Engine {
         self.config.aliases[alias]
             .targets
             .iter()
-            .map(|t| TargetHealth {
-                healthy: t.checks.iter().all(|&c| self.checks[c].state.healthy()),
-                since: t
+            .map(|t| {
+                let checks: Vec<(bool, Instant)> = t
                     .checks
                     .iter()
-                    .map(|&c| self.checks[c].since)
-                    .max()
-                    .or(start)
-                    .unwrap_or_else(Instant::now),
+                    .map(|&c| health::effective(&self.config.checks, &self.checks, c))
+                    .collect();
+                TargetHealth {
+                    healthy: checks.iter().all(|c| c.0),
+                    since: checks
+                        .iter()
+                        .map(|c| c.1)
+                        .max()
+                        .or(start)
+                        .unwrap_or_else(Instant::now),
+                }
             })
             .collect()
     }

@@ -303,3 +303,66 @@ targets = [
         server.log_text()
     );
 }
+
+#[test]
+fn composite_any_stays_up_until_every_member_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::write(&a, "").unwrap();
+    std::fs::write(&b, "").unwrap();
+    let config = format!(
+        r#"
+[[check]]
+name = "gw-a"
+kind = "command"
+command = ["test", "-e", "{}"]
+interval = "100ms"
+timeout = "80ms"
+fall = 1
+
+[[check]]
+name = "gw-b"
+kind = "command"
+command = ["test", "-e", "{}"]
+interval = "100ms"
+timeout = "80ms"
+fall = 1
+
+[[check]]
+name = "either-gateway"
+kind = "any"
+checks = ["gw-a", "gw-b"]
+
+[[alias]]
+name = "desktop.example.com"
+targets = [
+  {{ region = "us-west-2", connection_id = "PDX1", checks = ["either-gateway"] }},
+  {{ region = "us-east-1", connection_id = "IAD2" }},
+]
+"#,
+        a.display(),
+        b.display()
+    );
+    let server = Server::start(dir.path(), &config, ZONE);
+    assert_eq!(server.txt("desktop.example.com."), ["PDX1"]);
+    std::fs::remove_file(&a).unwrap();
+    // Wait until gw-a is seen down, then check the answer held.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let (_, body) = server.get("/v1/checks");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if v["checks"][0]["state"] == "down" {
+            assert_eq!(v["checks"][2]["state"], "up", "{v}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        server.txt("desktop.example.com."),
+        ["PDX1"],
+        "one member up is enough"
+    );
+    std::fs::remove_file(&b).unwrap();
+    server.wait_for_txt("desktop.example.com.", "IAD2");
+}

@@ -89,6 +89,11 @@ pub enum ProbeSpec {
     Command {
         argv: Vec<String>,
     },
+    /// Not probed: healthy when enough of the member checks are.
+    Composite {
+        rule: Rule,
+        members: Vec<usize>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +107,24 @@ pub struct HttpSpec {
     pub tls_verify: bool,
     pub expect_status: Vec<RangeInclusive<u16>>,
     pub expect_body: Option<String>,
+}
+
+/// How a composite check combines its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    All,
+    Any,
+    AtLeast(usize),
+}
+
+impl Rule {
+    pub fn holds(self, healthy: usize, members: usize) -> bool {
+        match self {
+            Rule::All => healthy == members,
+            Rule::Any => healthy >= 1,
+            Rule::AtLeast(n) => healthy >= n,
+        }
+    }
 }
 
 /// How many bytes of a response body are searched for `expect_body`.
@@ -177,6 +200,33 @@ pub fn validate(
         aliases,
         warnings: v.warnings,
     })
+}
+
+/// Depth-first search from composite `at` for a path back to `start`;
+/// `path` ends up holding it.
+fn path_back(
+    out: &[(CheckSpec, Range<usize>)],
+    start: usize,
+    at: usize,
+    path: &mut Vec<usize>,
+) -> bool {
+    let ProbeSpec::Composite { members, .. } = &out[at].0.probe else {
+        return false;
+    };
+    for &m in members {
+        if m == start {
+            path.push(m);
+            return true;
+        }
+        if !path.contains(&m) {
+            path.push(m);
+            if path_back(out, start, m, path) {
+                return true;
+            }
+            path.pop();
+        }
+    }
+    false
 }
 
 struct Validator<'a> {
@@ -377,6 +427,8 @@ impl Validator<'_> {
 
     fn checks(&mut self, raw: &[Spanned<RawCheck>]) -> Vec<(CheckSpec, Range<usize>)> {
         let mut out: Vec<(CheckSpec, Range<usize>)> = Vec::new();
+        // Composite members are resolved once every name is known.
+        let mut pending: Vec<(usize, &RawCheck)> = Vec::new();
         for c in raw {
             let span = c.span();
             let c = c.get_ref();
@@ -405,11 +457,15 @@ impl Validator<'_> {
                 kind @ ("http" | "https") => self.http(c, kind).map(ProbeSpec::Http),
                 "tcp" => self.tcp(c),
                 "command" => self.command(c),
+                kind @ ("all" | "any" | "at_least") => {
+                    pending.push((out.len(), c));
+                    self.composite(c, kind)
+                }
                 other => {
                     self.err(
                         &c.kind.span(),
                         format!("check kind {other:?} is not known"),
-                        "use \"http\", \"https\", \"tcp\" or \"command\"",
+                        "use \"http\", \"https\", \"tcp\", \"command\", \"all\", \"any\" or \"at_least\"",
                     );
                     None
                 }
@@ -423,9 +479,114 @@ impl Validator<'_> {
                     },
                     span,
                 ));
+            } else if pending.last().is_some_and(|(i, _)| *i == out.len()) {
+                pending.pop();
             }
         }
+        self.resolve_members(&mut out, &pending);
         out
+    }
+
+    fn composite(&mut self, c: &RawCheck, kind: &str) -> Option<ProbeSpec> {
+        let mut foreign = Self::http_fields(c);
+        foreign.extend([
+            ("address", c.address.as_ref().map(|s| s.span())),
+            ("command", c.command.as_ref().map(|s| s.span())),
+            ("interval", c.interval.as_ref().map(|s| s.span())),
+            ("timeout", c.timeout.as_ref().map(|s| s.span())),
+            ("fall", c.fall.as_ref().map(|s| s.span())),
+            ("rise", c.rise.as_ref().map(|s| s.span())),
+        ]);
+        if kind != "at_least" {
+            foreign.push(("at_least", c.at_least.as_ref().map(|s| s.span())));
+        }
+        self.foreign(kind, &foreign);
+        let Some(members) = &c.checks else {
+            self.err(
+                &c.name.span(),
+                format!("{kind} check {:?} has no `checks`", c.name.get_ref()),
+                "list the checks it combines: checks = [\"a\", \"b\"]",
+            );
+            return None;
+        };
+        let n = members.get_ref().len();
+        if n == 0 {
+            self.err(
+                &members.span(),
+                "`checks` is empty",
+                "list at least one check",
+            );
+            return None;
+        }
+        let rule = match (kind, &c.at_least) {
+            ("all", _) => Rule::All,
+            ("any", _) => Rule::Any,
+            (_, Some(k)) if (1..=n as i64).contains(k.get_ref()) => {
+                Rule::AtLeast(*k.get_ref() as usize)
+            }
+            (_, Some(k)) => {
+                self.err(
+                    &k.span(),
+                    format!("at_least = {} but the check combines {n}", k.get_ref()),
+                    format!("use a number from 1 to {n}"),
+                );
+                return None;
+            }
+            (_, None) => {
+                self.err(
+                    &c.name.span(),
+                    "at_least check has no `at_least`",
+                    "add at_least = N: how many members must be healthy",
+                );
+                return None;
+            }
+        };
+        Some(ProbeSpec::Composite {
+            rule,
+            members: Vec::new(),
+        })
+    }
+
+    /// Fills composite members with indices, then rejects cycles.
+    fn resolve_members(
+        &mut self,
+        out: &mut [(CheckSpec, Range<usize>)],
+        pending: &[(usize, &RawCheck)],
+    ) {
+        for &(i, raw) in pending {
+            let names = raw.checks.as_ref().expect("validated");
+            let mut idx = Vec::new();
+            for n in names.get_ref() {
+                match out.iter().position(|(c, _)| &c.name == n.get_ref()) {
+                    Some(j) => idx.push(j),
+                    None => self.err(
+                        &n.span(),
+                        format!("check {:?} is not defined", n.get_ref()),
+                        "define it with [[check]], or remove it from `checks`",
+                    ),
+                }
+            }
+            if let ProbeSpec::Composite { members, .. } = &mut out[i].0.probe {
+                *members = idx;
+            }
+        }
+        for &(i, _) in pending {
+            let mut path = vec![i];
+            if path_back(out, i, i, &mut path) {
+                let names: Vec<&str> = path.iter().map(|&j| out[j].0.name.as_str()).collect();
+                let span = out[i].1.clone();
+                self.err(
+                    &span,
+                    format!(
+                        "check {:?} depends on itself: {}",
+                        out[i].0.name,
+                        names.join(" -> ")
+                    ),
+                    "break the cycle: a composite may only combine checks that do not include it",
+                );
+                return;
+            }
+        }
     }
 
     fn timing(&mut self, c: &RawCheck) -> Timing {
@@ -894,6 +1055,13 @@ impl Validator<'_> {
                 },
                 targets,
             });
+        }
+        // Members of a used composite are used too.
+        let mut stack: Vec<usize> = used_checks.iter().copied().collect();
+        while let Some(i) = stack.pop() {
+            if let ProbeSpec::Composite { members, .. } = &checks[i].0.probe {
+                stack.extend(members.iter().filter(|&&m| used_checks.insert(m)));
+            }
         }
         for (i, (c, span)) in checks.iter().enumerate() {
             if !used_checks.contains(&i) {

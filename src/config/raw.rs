@@ -66,6 +66,9 @@ pub struct RawCheck {
     pub address: Option<Spanned<String>>,
     // command
     pub command: Option<Spanned<Vec<String>>>,
+    // all / any / at_least
+    pub checks: Option<Spanned<Vec<Spanned<String>>>>,
+    pub at_least: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

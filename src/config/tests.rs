@@ -272,3 +272,54 @@ fn command_checks_need_a_program() {
         }
     );
 }
+
+#[test]
+fn composites_resolve_members_and_reject_cycles() {
+    let base = "[[check]]\nname = \"a\"\nkind = \"tcp\"\naddress = \"h:1\"\n[[check]]\nname = \"b\"\nkind = \"tcp\"\naddress = \"h:2\"\n";
+    let c = run(&format!(
+        "{base}[[check]]\nname = \"two\"\nkind = \"at_least\"\nat_least = 1\nchecks = [\"a\", \"b\"]\n{}",
+        alias("{ region = \"r\", connection_id = \"A\", checks = [\"two\"] }")
+    ))
+    .unwrap();
+    assert_eq!(
+        c.checks[2].probe,
+        ProbeSpec::Composite {
+            rule: Rule::AtLeast(1),
+            members: vec![0, 1]
+        }
+    );
+    assert!(
+        c.warnings.is_empty(),
+        "members of a used composite are used: {:?}",
+        c.warnings
+    );
+
+    let cycle = "[[check]]\nname = \"x\"\nkind = \"all\"\nchecks = [\"y\"]\n[[check]]\nname = \"y\"\nkind = \"any\"\nchecks = [\"x\"]\n";
+    fails(cycle, "depends on itself: x -> y -> x", 4);
+    fails(
+        &format!(
+            "{base}[[check]]\nname = \"n\"\nkind = \"at_least\"\nat_least = 3\nchecks = [\"a\", \"b\"]\n"
+        ),
+        "at_least = 3 but the check combines 2",
+        15,
+    );
+    fails(
+        &format!("{base}[[check]]\nname = \"n\"\nkind = \"all\"\nchecks = [\"zz\"]\n"),
+        "check \"zz\" is not defined",
+        15,
+    );
+    fails(
+        &format!(
+            "{base}[[check]]\nname = \"n\"\nkind = \"all\"\ninterval = \"1s\"\nchecks = [\"a\"]\n"
+        ),
+        "`interval` does not apply to all checks",
+        15,
+    );
+}
+
+#[test]
+fn rules_count_healthy_members() {
+    assert!(Rule::All.holds(2, 2) && !Rule::All.holds(1, 2));
+    assert!(Rule::Any.holds(1, 3) && !Rule::Any.holds(0, 3));
+    assert!(Rule::AtLeast(2).holds(2, 3) && !Rule::AtLeast(2).holds(1, 3));
+}

@@ -11,7 +11,9 @@ use futures_util::future::join_all;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::config::CheckSpec;
+use std::time::Instant;
+
+use crate::config::{CheckSpec, ProbeSpec};
 pub use machine::{CheckState, Outcome, State};
 pub use probe::Prober;
 
@@ -22,21 +24,45 @@ pub struct ProbeResult {
     pub outcome: Outcome,
 }
 
-pub fn build_probers(checks: &[CheckSpec]) -> anyhow::Result<Vec<Arc<Prober>>> {
+/// One prober per probed check; None for composites, which are derived.
+pub fn build_probers(checks: &[CheckSpec]) -> anyhow::Result<Vec<Option<Arc<Prober>>>> {
     checks
         .iter()
-        .map(|c| Prober::new(&c.probe, c.timing.timeout).map(Arc::new))
+        .map(|c| match &c.probe {
+            ProbeSpec::Composite { .. } => Ok(None),
+            probe => Prober::new(probe, c.timing.timeout).map(|p| Some(Arc::new(p))),
+        })
         .collect()
 }
 
+/// A check's health and since when it holds, composites evaluated over their
+/// members (config validation guarantees there are no cycles).
+pub fn effective(specs: &[CheckSpec], states: &[CheckState], i: usize) -> (bool, Instant) {
+    match &specs[i].probe {
+        ProbeSpec::Composite { rule, members } => {
+            let results: Vec<(bool, Instant)> = members
+                .iter()
+                .map(|&m| effective(specs, states, m))
+                .collect();
+            let healthy = results.iter().filter(|r| r.0).count();
+            let since = results.iter().map(|r| r.1).max().unwrap_or(states[i].since);
+            (rule.holds(healthy, members.len()), since)
+        }
+        _ => (states[i].state.healthy(), states[i].since),
+    }
+}
+
 /// Runs every check once, concurrently; bounded by the longest timeout.
-pub async fn first_round(probers: &[Arc<Prober>], checks: &[CheckSpec]) -> Vec<Outcome> {
-    join_all(
-        probers
-            .iter()
-            .zip(checks)
-            .map(|(p, c)| p.probe(c.timing.timeout)),
-    )
+pub async fn first_round(
+    probers: &[Option<Arc<Prober>>],
+    checks: &[CheckSpec],
+) -> Vec<Option<Outcome>> {
+    join_all(probers.iter().zip(checks).map(|(p, c)| async move {
+        match p {
+            Some(p) => Some(p.probe(c.timing.timeout).await),
+            None => None,
+        }
+    }))
     .await
 }
 
@@ -48,7 +74,7 @@ fn jittered(interval: Duration) -> Duration {
 
 /// Starts one periodic loop per check. The loops end when the receiver is dropped.
 pub fn spawn_loops(
-    probers: &[Arc<Prober>],
+    probers: &[Option<Arc<Prober>>],
     checks: &[CheckSpec],
     tx: mpsc::Sender<ProbeResult>,
 ) -> Vec<JoinHandle<()>> {
@@ -56,7 +82,8 @@ pub fn spawn_loops(
         .iter()
         .zip(checks)
         .enumerate()
-        .map(|(index, (prober, check))| {
+        .filter_map(|(index, (prober, check))| prober.as_ref().map(|p| (index, p, check)))
+        .map(|(index, prober, check)| {
             let prober = Arc::clone(prober);
             let timing = check.timing;
             let tx = tx.clone();

@@ -47,6 +47,7 @@ impl Prober {
                 address: address.clone(),
             },
             ProbeSpec::Command { argv } => Prober::Command { argv: argv.clone() },
+            ProbeSpec::Composite { .. } => anyhow::bail!("composite checks are not probed"),
         })
     }
 
