@@ -41,7 +41,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let first = health::first_round(&probers, &config.checks).await;
     let engine = Engine::start(status, config.clone(), store, first, Instant::now())?;
-    let server = crate::dns::listen(
+    let mut server = crate::dns::listen(
         &config.server.listen,
         config.server.udp_workers,
         config.server.tcp_idle_timeout,
@@ -52,16 +52,26 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _loops = health::spawn_loops(&probers, &config.checks, tx);
     ready.store(true, Ordering::Release);
     tracing::info!("ready");
+    let stop_tcp = server.shutdown_token().clone();
+    let mut tcp = tokio::spawn(async move { server.block_until_done().await });
     tokio::select! {
         () = engine.run(rx) => anyhow::bail!("the decision engine stopped"),
-        r = crate::dns::serve_tcp(server) => r.and_then(|()| anyhow::bail!("the TCP server stopped")),
+        r = &mut tcp => anyhow::bail!("the TCP server stopped: {r:?}"),
         r = admin => match r {
             Ok(Ok(())) => anyhow::bail!("the admin API stopped"),
             Ok(Err(e)) => Err(e),
             Err(e) => Err(e.into()),
         },
         () = shutdown_signal() => {
+            // Serials are persisted on every change, so nothing is lost by
+            // stopping here. TCP stops accepting and finishes what it has;
+            // UDP answers take microseconds and end with the process.
             tracing::info!("shutting down");
+            stop_tcp.cancel();
+            match tokio::time::timeout(std::time::Duration::from_secs(5), tcp).await {
+                Ok(_) => tracing::info!("stopped"),
+                Err(_) => tracing::warn!("TCP connections still open after 5s; stopping anyway"),
+            }
             Ok(())
         }
     }

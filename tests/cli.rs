@@ -112,3 +112,38 @@ fn readme_dig_command_verifies_the_answer() {
         "\"PDXexampleConnId0001\""
     );
 }
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(
+        dir.path(),
+        "[[alias]]\nname = \"desktop.example.com\"\ntargets = [{ region = \"r\", connection_id = \"A1\" }]\n",
+        ZONE,
+    );
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}\n{}", server.log_text());
+    assert!(server.log_text().contains("shutting down"));
+    assert!(
+        dir.path().join("state/serials.json").exists(),
+        "serials persisted"
+    );
+}

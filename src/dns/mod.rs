@@ -14,7 +14,7 @@ use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::snapshot::SnapshotCell;
-pub use tcp::serve_tcp;
+pub use tcp::TcpHandler;
 pub use udp::spawn_udp;
 
 /// A socket bound the way a server wants: address reuse for quick restarts,
@@ -42,8 +42,8 @@ pub async fn listen(
     udp_workers: usize,
     tcp_idle_timeout: std::time::Duration,
     cell: SnapshotCell,
-) -> anyhow::Result<hickory_server::Server<tcp::TcpHandler>> {
-    let mut server = hickory_server::Server::new(tcp::TcpHandler::new(cell.clone()));
+) -> anyhow::Result<hickory_server::Server<TcpHandler>> {
+    let mut server = hickory_server::Server::new(TcpHandler::new(cell.clone()));
     for &addr in addrs {
         spawn_udp(bind(addr, Type::DGRAM)?, udp_workers, cell.clone())?;
         let tcp = bind(addr, Type::STREAM)?;

@@ -19,12 +19,6 @@ impl TcpHandler {
     }
 }
 
-/// Serves TCP until the server is shut down.
-pub async fn serve_tcp(mut server: hickory_server::Server<TcpHandler>) -> anyhow::Result<()> {
-    server.block_until_done().await?;
-    Ok(())
-}
-
 #[async_trait::async_trait]
 impl RequestHandler for TcpHandler {
     async fn handle_request<R: ResponseHandler, T: Time>(
