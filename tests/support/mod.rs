@@ -33,13 +33,8 @@ impl Endpoint {
                 let code = s.load(Ordering::SeqCst);
                 std::thread::spawn(move || {
                     conn.set_read_timeout(Some(Duration::from_secs(2))).ok();
-                    let mut req = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match conn.read(&mut buf) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => req.extend_from_slice(&buf[..n]),
-                        }
+                    if read_head(&mut conn).is_none() {
+                        return;
                     }
                     let reply = format!(
                         "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -319,15 +314,10 @@ impl TlsEndpoint {
                     tcp.set_read_timeout(Some(Duration::from_secs(2))).ok();
                     let conn = rustls::ServerConnection::new(config).unwrap();
                     let mut tls = rustls::StreamOwned::new(conn, tcp);
-                    let mut req = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match tls.read(&mut buf) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => req.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let req = String::from_utf8_lossy(&req).to_ascii_lowercase();
+                    let Some(req) = read_head(&mut tls) else {
+                        return;
+                    };
+                    let req = req.to_ascii_lowercase();
                     let host = req
                         .lines()
                         .find_map(|l| l.strip_prefix("host: "))
@@ -369,4 +359,17 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .map_or("", |(_, b)| b)
         .to_string();
     (code, body)
+}
+
+/// Reads an HTTP request up to the blank line after its headers.
+fn read_head(r: &mut impl Read) -> Option<String> {
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(String::from_utf8_lossy(&req).into_owned())
 }
