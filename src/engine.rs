@@ -2,15 +2,18 @@
 //! the decision picks each alias's answer, and only when some answer changes
 //! a new snapshot is built, its serial bumped and persisted, and published.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use hickory_proto::rr::LowerName;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::decide::{Answer, Decision, TargetHealth, decide};
 use crate::health::{self, CheckState, Outcome, ProbeResult};
+use crate::metrics::Metrics;
 use crate::snapshot::{AliasAnswer, AliasRecord, Snapshot, SnapshotCell};
 use crate::state::{Persisted, StateStore, ZoneState, initial_serial, zone_digest};
 use crate::status::{self, AliasView, CheckView, PolicyView, ResultView, StatusView, TargetView};
@@ -26,6 +29,7 @@ pub struct Engine {
     /// When each alias's answer last changed.
     answered_since: Vec<Instant>,
     status: StatusCell,
+    metrics: Arc<Metrics>,
 }
 
 /// The published operator view; the admin API reads it.
@@ -35,6 +39,7 @@ impl Engine {
     /// Applies the first probe round, decides, and builds the first snapshot.
     pub fn start(
         status: StatusCell,
+        metrics: Arc<Metrics>,
         config: Arc<Config>,
         store: StateStore,
         first: Vec<Option<Outcome>>,
@@ -45,7 +50,9 @@ impl Engine {
         for ((state, outcome), spec) in checks.iter_mut().zip(first).zip(&config.checks) {
             if let Some(outcome) = outcome {
                 log_outcome(&spec.name, &outcome);
+                let latency = outcome.latency.as_secs_f64();
                 state.observe(outcome, &spec.timing, now);
+                metrics.probe(&spec.name, latency, state.state.healthy(), false);
             }
         }
         let persisted = store.load()?;
@@ -53,7 +60,13 @@ impl Engine {
             decisions: Vec::new(),
             serials: vec![0; config.zones.len()],
             digests: vec![String::new(); config.zones.len()],
-            cell: Arc::new(ArcSwap::from_pointee(Snapshot::build(&[], &[], &[]))),
+            cell: Arc::new(ArcSwap::from_pointee(Snapshot::build(
+                &[],
+                &[],
+                &[],
+                HashMap::new(),
+            ))),
+            metrics,
             answered_since: vec![now; config.aliases.len()],
             status,
             config,
@@ -85,13 +98,37 @@ impl Engine {
             engine.digests[z] = digest;
         }
         engine.persist()?;
-        engine.cell.store(Arc::new(Snapshot::build(
-            &engine.config.zones,
-            &engine.serials,
-            &records,
-        )));
+        engine.publish_snapshot(&records);
         engine.publish_status(now);
         Ok(engine)
+    }
+
+    /// Builds the snapshot for the current answers and serials, with answer
+    /// counters labelled by what each alias answers now, and publishes it.
+    fn publish_snapshot(&self, records: &[AliasRecord]) {
+        let counters = records
+            .iter()
+            .map(|r| {
+                let label = match &r.answer {
+                    AliasAnswer::Txt(id) => id.as_str(),
+                    AliasAnswer::NoData => "NODATA",
+                    AliasAnswer::ServFail => "SERVFAIL",
+                };
+                (
+                    LowerName::new(&r.name),
+                    self.metrics.answer_counter(&r.name.to_string(), label),
+                )
+            })
+            .collect();
+        for (zone, serial) in self.config.zones.iter().zip(&self.serials) {
+            self.metrics.serial(&zone.origin.to_string(), *serial);
+        }
+        self.cell.store(Arc::new(Snapshot::build(
+            &self.config.zones,
+            &self.serials,
+            records,
+            counters,
+        )));
     }
 
     pub fn cell(&self) -> SnapshotCell {
@@ -272,7 +309,10 @@ impl Engine {
         let spec = &self.config.checks[result.check];
         let state = &mut self.checks[result.check];
         let before = state.state;
+        let latency = result.outcome.latency.as_secs_f64();
         let changed = state.observe(result.outcome, &spec.timing, now);
+        self.metrics
+            .probe(&spec.name, latency, state.state.healthy(), changed);
         if changed {
             let last = state.last.as_ref().map_or("", |o| o.detail.as_str());
             tracing::info!(check = %spec.name, from = ?before, to = ?state.state, detail = last, "check changed state");
@@ -316,13 +356,13 @@ impl Engine {
                 self.digests[z] = zone_digest(&self.config.zones[z], &in_zone);
             }
         }
-        self.cell.store(Arc::new(Snapshot::build(
-            &self.config.zones,
-            &self.serials,
-            &records,
-        )));
+        self.publish_snapshot(&records);
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         for (i, from, d) in changes {
             let alias = &self.config.aliases[i];
+            self.metrics.answer_changed(&alias.name.to_string(), unix);
             tracing::warn!(
                 alias = %alias.name,
                 from = %self.describe(i, from),

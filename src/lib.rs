@@ -8,6 +8,7 @@ pub mod decide;
 pub mod dns;
 pub mod engine;
 pub mod health;
+pub mod metrics;
 pub mod serve;
 pub mod snapshot;
 pub mod state;

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::admin::{self, AdminState};
 use crate::engine::StatusCell;
+use crate::metrics::Metrics;
 use crate::status::StatusView;
 
 use crate::config::Config;
@@ -27,9 +28,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // The admin API comes up first so /readyz can say "starting".
     let status: StatusCell = Arc::new(ArcSwap::from_pointee(StatusView::default()));
     let ready = Arc::new(AtomicBool::new(false));
+    let metrics = Arc::new(Metrics::new());
     let admin_state = AdminState {
         status: status.clone(),
         ready: ready.clone(),
+        metrics: metrics.clone(),
     };
     let admin_listener = admin::bind(config.admin_listen).await?;
     tracing::info!(addr = %config.admin_listen, "admin API listening");
@@ -40,12 +43,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "running the first probe round"
     );
     let first = health::first_round(&probers, &config.checks).await;
-    let engine = Engine::start(status, config.clone(), store, first, Instant::now())?;
+    let engine = Engine::start(
+        status,
+        metrics.clone(),
+        config.clone(),
+        store,
+        first,
+        Instant::now(),
+    )?;
     let mut server = crate::dns::listen(
         &config.server.listen,
         config.server.udp_workers,
         config.server.tcp_idle_timeout,
         engine.cell(),
+        metrics,
     )
     .await?;
     let (tx, rx) = mpsc::channel(1024);

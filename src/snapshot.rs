@@ -9,6 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use hickory_proto::rr::rdata::{SOA, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use prometheus_client::metrics::counter::Counter;
 
 use crate::dns::fast::FastIndex;
 use crate::zone::StaticZone;
@@ -103,11 +104,18 @@ pub struct Snapshot {
     /// Deepest origin first, so the first zone containing a name is its zone.
     pub zones: Vec<ServedZone>,
     pub fast: FastIndex,
+    /// Per alias name, the counter of TXT answers with its current identifier.
+    pub answer_counters: HashMap<LowerName, Counter>,
 }
 
 impl Snapshot {
     /// Builds the table. `serials[i]` is the serial of `zones[i]`.
-    pub fn build(zones: &[StaticZone], serials: &[u32], aliases: &[AliasRecord]) -> Snapshot {
+    pub fn build(
+        zones: &[StaticZone],
+        serials: &[u32],
+        aliases: &[AliasRecord],
+        answer_counters: HashMap<LowerName, Counter>,
+    ) -> Snapshot {
         let mut served: Vec<ServedZone> = zones
             .iter()
             .zip(serials)
@@ -121,6 +129,7 @@ impl Snapshot {
         let mut snap = Snapshot {
             zones: served,
             fast: FastIndex::default(),
+            answer_counters,
         };
         snap.fast = FastIndex::build(&snap);
         snap
@@ -129,6 +138,16 @@ impl Snapshot {
     /// The zone a name belongs to: the deepest served origin above it.
     pub fn zone_for(&self, name: &Name) -> Option<&ServedZone> {
         self.zones.iter().find(|z| z.origin.zone_of(name))
+    }
+
+    /// Counts a TXT answer for an alias that went through the full path (the
+    /// fast path counts its own).
+    pub fn count_answer(&self, qname: &Name, qtype: RecordType) {
+        if qtype == RecordType::TXT
+            && let Some(c) = self.answer_counters.get(&LowerName::new(qname))
+        {
+            c.inc();
+        }
     }
 
     pub fn zone(&self, origin: &Name) -> Option<&ServedZone> {

@@ -92,4 +92,32 @@ targets = [
     assert_eq!(code, 404);
     assert!(body.contains("no alias nope.example.com."), "{body}");
     assert_eq!(server.get("/v2/whatever").0, 404);
+
+    let (code, text) = server.get("/metrics");
+    assert_eq!(code, 200);
+    for want in [
+        "txtfailover_queries_total{transport=\"udp\",rcode=\"NOERROR\"}",
+        "txtfailover_alias_answers_total{alias=\"desktop.example.com.\",answer=\"IAD2\"}",
+        "txtfailover_check_up{check=\"pdx\"} 0",
+        "txtfailover_check_up{check=\"iad\"} 1",
+        "txtfailover_probe_duration_seconds_bucket{",
+        "txtfailover_check_transitions_total{check=\"pdx\"} 1",
+        "txtfailover_answer_changes_total{alias=\"desktop.example.com.\"} 1",
+        "txtfailover_zone_serial{zone=\"example.com.\"}",
+        "txtfailover_build_info{version=",
+    ] {
+        assert!(text.contains(want), "missing {want} in:\n{text}");
+    }
+    // The TXT answers counted match what this test asked for, at least.
+    let answered: f64 = text
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "txtfailover_alias_answers_total{alias=\"desktop.example.com.\",answer=\"PDX1\"}",
+            )
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(answered >= 1.0, "{text}");
 }

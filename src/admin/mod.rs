@@ -14,12 +14,14 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::engine::StatusCell;
+use crate::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct AdminState {
     pub status: StatusCell,
     /// Set once the first probe round is done and the DNS listeners are up.
     pub ready: Arc<AtomicBool>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -29,6 +31,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/aliases/{name}", get(alias))
         .route("/v1/checks", get(checks))
+        .route("/metrics", get(metrics))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -98,4 +101,16 @@ async fn alias(State(s): State<AdminState>, Path(name): Path<String>) -> Respons
 
 async fn checks(State(s): State<AdminState>) -> Response {
     Json(json!({ "checks": s.status.load().checks })).into_response()
+}
+
+/// Prometheus scrape endpoint (OpenMetrics text).
+async fn metrics(State(s): State<AdminState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
 }

@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, RecordType};
+use prometheus_client::metrics::counter::Counter;
 
 use super::answer::{self, UDP_PAYLOAD, is_meta, udp_limit};
 use crate::snapshot::{ServedZone, Snapshot};
@@ -17,6 +18,7 @@ const HEADER: usize = 12;
 const OPT_LEN: usize = 11;
 /// A query type no node holds: its answer is the generic NODATA.
 const PROBE_TYPE: u16 = 65400;
+const TXT: u16 = 16;
 
 /// A response built for one question, without and with an OPT record.
 #[derive(Debug, Clone)]
@@ -32,6 +34,8 @@ enum Entry {
     Ready {
         by_type: Vec<(u16, Template)>,
         other: Template,
+        /// For alias names: TXT answers counted here, with one atomic add.
+        txt_counter: Option<Counter>,
     },
 }
 
@@ -126,6 +130,7 @@ impl FastIndex {
                     Entry::Ready {
                         by_type,
                         other: template(snap, &name, PROBE_TYPE),
+                        txt_counter: snap.answer_counters.get(&LowerName::new(&name)).cloned(),
                     }
                 };
                 index.names.insert(key, entry);
@@ -141,10 +146,21 @@ impl FastIndex {
         let name = &q.lower[..q.name_len];
         let limit = udp_limit(q.edns_payload);
         let template = match self.names.get(name) {
-            Some(Entry::Ready { by_type, other }) => by_type
-                .iter()
-                .find(|(t, _)| *t == q.qtype)
-                .map_or(other, |(_, t)| t),
+            Some(Entry::Ready {
+                by_type,
+                other,
+                txt_counter,
+            }) => {
+                if q.qtype == TXT
+                    && let Some(c) = txt_counter
+                {
+                    c.inc();
+                }
+                by_type
+                    .iter()
+                    .find(|(t, _)| *t == q.qtype)
+                    .map_or(other, |(_, t)| t)
+            }
             Some(Entry::Slow) => return false,
             None => return self.nxdomain(query, &q, limit, out),
         };

@@ -13,6 +13,9 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use std::sync::Arc;
+
+use crate::metrics::Metrics;
 use crate::snapshot::SnapshotCell;
 pub use tcp::TcpHandler;
 pub use udp::spawn_udp;
@@ -42,10 +45,16 @@ pub async fn listen(
     udp_workers: usize,
     tcp_idle_timeout: std::time::Duration,
     cell: SnapshotCell,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<hickory_server::Server<TcpHandler>> {
-    let mut server = hickory_server::Server::new(TcpHandler::new(cell.clone()));
+    let mut server = hickory_server::Server::new(TcpHandler::new(cell.clone(), metrics.clone()));
     for &addr in addrs {
-        spawn_udp(bind(addr, Type::DGRAM)?, udp_workers, cell.clone())?;
+        spawn_udp(
+            bind(addr, Type::DGRAM)?,
+            udp_workers,
+            cell.clone(),
+            metrics.clone(),
+        )?;
         let tcp = bind(addr, Type::STREAM)?;
         tcp.listen(1024)?;
         tcp.set_nonblocking(true)?;

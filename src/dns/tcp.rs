@@ -7,15 +7,19 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponseBuilder;
 
 use super::answer;
+use std::sync::Arc;
+
+use crate::metrics::Metrics;
 use crate::snapshot::SnapshotCell;
 
 pub struct TcpHandler {
     cell: SnapshotCell,
+    metrics: Arc<Metrics>,
 }
 
 impl TcpHandler {
-    pub fn new(cell: SnapshotCell) -> Self {
-        TcpHandler { cell }
+    pub fn new(cell: SnapshotCell, metrics: Arc<Metrics>) -> Self {
+        TcpHandler { cell, metrics }
     }
 }
 
@@ -36,7 +40,16 @@ impl RequestHandler for TcpHandler {
         let response = match Message::from_vec(request.as_slice()) {
             Ok(message) => {
                 let snap = self.cell.load_full();
-                answer::respond(&snap, &message)
+                let response = answer::respond(&snap, &message);
+                if let (Some(r), [q]) = (&response, message.queries.as_slice())
+                    && r.metadata.response_code == ResponseCode::NoError
+                {
+                    snap.count_answer(q.name(), q.query_type());
+                }
+                if let Some(r) = &response {
+                    self.metrics.response(true, r.metadata.response_code.low());
+                }
+                response
             }
             Err(_) => None,
         };

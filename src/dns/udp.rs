@@ -5,27 +5,38 @@
 use std::io::ErrorKind;
 use std::net::UdpSocket;
 
+use std::sync::Arc;
+
 use socket2::Socket;
+
+use crate::metrics::Metrics;
+use crate::snapshot::Snapshot;
 
 use super::answer;
 use crate::snapshot::SnapshotCell;
 
 /// Runs `workers` threads receiving on the socket; they live as long as the process.
-pub fn spawn_udp(socket: Socket, workers: usize, cell: SnapshotCell) -> anyhow::Result<()> {
+pub fn spawn_udp(
+    socket: Socket,
+    workers: usize,
+    cell: SnapshotCell,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<()> {
     // Best effort: a deeper queue absorbs bursts; the kernel caps it anyway.
     let _ = socket.set_recv_buffer_size(4 << 20);
     let socket: UdpSocket = socket.into();
     for i in 0..workers {
         let socket = socket.try_clone()?;
         let cell = cell.clone();
+        let metrics = metrics.clone();
         std::thread::Builder::new()
             .name(format!("udp-{i}"))
-            .spawn(move || serve(socket, cell))?;
+            .spawn(move || serve(socket, cell, metrics))?;
     }
     Ok(())
 }
 
-fn serve(socket: UdpSocket, cell: SnapshotCell) {
+fn serve(socket: UdpSocket, cell: SnapshotCell, metrics: Arc<Metrics>) {
     let mut buf = vec![0u8; 65535];
     let mut out = Vec::with_capacity(4096);
     loop {
@@ -58,10 +69,23 @@ fn serve(socket: UdpSocket, cell: SnapshotCell) {
                     Some(bytes) => out = bytes,
                     None => continue,
                 }
+                count_slow_answer(&snap, query, &out);
             }
         }
+        metrics.response(false, out[3]);
         if let Err(e) = socket.send_to(&out, src) {
             tracing::debug!(error = %e, %src, "udp send failed");
         }
+    }
+}
+
+/// Alias answers that took the full path are counted here (rare: unusual
+/// EDNS, truncation); the fast path counts its own.
+fn count_slow_answer(snap: &Snapshot, query: &[u8], response: &[u8]) {
+    if response[3] & 0x0F == 0
+        && let Ok(m) = hickory_proto::op::Message::from_vec(query)
+        && let [q] = m.queries.as_slice()
+    {
+        snap.count_answer(q.name(), q.query_type());
     }
 }

@@ -3,13 +3,20 @@
 use std::path::Path;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{DNSClass, Name, RecordType};
+use std::collections::HashMap;
+
+use hickory_proto::rr::{DNSClass, LowerName, Name, RecordType};
+use prometheus_client::metrics::counter::Counter;
 
 use crate::dns::answer::respond_udp;
 use crate::snapshot::{AliasAnswer, AliasRecord, Snapshot};
 use crate::zone::parse_zone;
 
 fn snapshot() -> Snapshot {
+    snapshot_counting(&Counter::default())
+}
+
+fn snapshot_counting(counter: &Counter) -> Snapshot {
     let text = "$TTL 300\n@ IN SOA ns1 hostmaster 7 7200 3600 1209600 60\n@ IN NS ns1\n\
 ns1 IN A 127.0.0.1\nwww IN A 192.0.2.1\nwww IN AAAA 2001:db8::1\nalias IN CNAME www\n\
 a.b.c IN TXT \"deep\"\nchild IN NS ns.child\nns.child IN A 192.0.2.53\n";
@@ -29,6 +36,10 @@ a.b.c IN TXT \"deep\"\nchild IN NS ns.child\nns.child IN A 192.0.2.53\n";
             alias("down.example.com.", AliasAnswer::ServFail),
             alias("empty.example.com.", AliasAnswer::NoData),
         ],
+        HashMap::from([(
+            LowerName::from(Name::from_ascii("desktop.example.com.").unwrap()),
+            counter.clone(),
+        )]),
     )
 }
 
@@ -195,4 +206,33 @@ fn mutated_queries_never_panic_and_paths_still_agree() {
             );
         }
     }
+}
+
+#[test]
+fn fast_path_counts_alias_txt_answers_only() {
+    let counter = Counter::default();
+    let snap = snapshot_counting(&counter);
+    let mut out = Vec::new();
+    assert!(snap.fast.answer(
+        &query("desktop.example.com.", RecordType::TXT, None, true),
+        &mut out
+    ));
+    assert!(snap.fast.answer(
+        &query(
+            "DESKTOP.example.com.",
+            RecordType::TXT,
+            Some((1232, false)),
+            true
+        ),
+        &mut out
+    ));
+    assert!(snap.fast.answer(
+        &query("desktop.example.com.", RecordType::A, None, true),
+        &mut out
+    ));
+    assert!(snap.fast.answer(
+        &query("www.example.com.", RecordType::TXT, None, true),
+        &mut out
+    ));
+    assert_eq!(counter.get(), 2);
 }

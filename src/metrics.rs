@@ -1,0 +1,164 @@
+//! Prometheus metrics (prometheus-client, OpenMetrics text at `/metrics`).
+//!
+//! The query path only bumps pre-created counter handles (one atomic add);
+//! label lookups happen when a snapshot is built or on the rare paths.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    /// Indexed by the header RCODE (low 4 bits).
+    udp: Vec<Counter>,
+    tcp: Vec<Counter>,
+    answers: Family<Labels, Counter>,
+    check_up: Family<Labels, Gauge>,
+    probe_seconds: Family<Labels, Histogram>,
+    check_transitions: Family<Labels, Counter>,
+    answer_changes: Family<Labels, Counter>,
+    last_change: Gauge,
+    serial: Family<Labels, Gauge>,
+}
+
+const RCODES: [&str; 16] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET",
+    "NXRRSET", "NOTAUTH", "NOTZONE", "RCODE11", "RCODE12", "RCODE13", "RCODE14", "RCODE15",
+];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("txtfailover");
+        let queries: Family<Labels, Counter> = Family::default();
+        registry.register(
+            "queries",
+            "DNS responses sent, by transport and RCODE",
+            queries.clone(),
+        );
+        let handles = |transport: &'static str| -> Vec<Counter> {
+            RCODES
+                .iter()
+                .map(|r| {
+                    queries
+                        .get_or_create(&vec![
+                            ("transport", transport.to_string()),
+                            ("rcode", r.to_string()),
+                        ])
+                        .clone()
+                })
+                .collect()
+        };
+        let (udp, tcp) = (handles("udp"), handles("tcp"));
+        let answers = Family::default();
+        registry.register(
+            "alias_answers",
+            "TXT answers sent per alias, by the identifier answered",
+            answers.clone(),
+        );
+        let check_up = Family::default();
+        registry.register(
+            "check_up",
+            "1 when a check counts as healthy, else 0",
+            check_up.clone(),
+        );
+        let probe_seconds = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 14))
+        });
+        registry.register(
+            "probe_duration_seconds",
+            "Probe latency",
+            probe_seconds.clone(),
+        );
+        let check_transitions = Family::default();
+        registry.register(
+            "check_transitions",
+            "Check state changes",
+            check_transitions.clone(),
+        );
+        let answer_changes = Family::default();
+        registry.register(
+            "answer_changes",
+            "Answer changes per alias",
+            answer_changes.clone(),
+        );
+        let last_change = Gauge::default();
+        registry.register(
+            "last_answer_change_timestamp_seconds",
+            "Unix time of the last answer change",
+            last_change.clone(),
+        );
+        let serial = Family::default();
+        registry.register("zone_serial", "SOA serial served per zone", serial.clone());
+        let build: Family<Labels, Gauge> = Family::default();
+        registry.register("build_info", "Version of the running binary", build.clone());
+        build
+            .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())])
+            .set(1);
+        Metrics {
+            registry,
+            udp,
+            tcp,
+            answers,
+            check_up,
+            probe_seconds,
+            check_transitions,
+            answer_changes,
+            last_change,
+            serial,
+        }
+    }
+
+    pub fn response(&self, tcp: bool, rcode: u8) {
+        let counters = if tcp { &self.tcp } else { &self.udp };
+        counters[usize::from(rcode & 0x0F)].inc();
+    }
+
+    /// The counter for TXT answers of `alias` carrying `answer`.
+    pub fn answer_counter(&self, alias: &str, answer: &str) -> Counter {
+        self.answers
+            .get_or_create(&vec![
+                ("alias", alias.to_string()),
+                ("answer", answer.to_string()),
+            ])
+            .clone()
+    }
+
+    pub fn probe(&self, check: &str, seconds: f64, healthy: bool, changed: bool) {
+        let labels = vec![("check", check.to_string())];
+        self.probe_seconds.get_or_create(&labels).observe(seconds);
+        self.check_up.get_or_create(&labels).set(i64::from(healthy));
+        if changed {
+            self.check_transitions.get_or_create(&labels).inc();
+        }
+    }
+
+    pub fn answer_changed(&self, alias: &str, unix_seconds: i64) {
+        self.answer_changes
+            .get_or_create(&vec![("alias", alias.to_string())])
+            .inc();
+        self.last_change.set(unix_seconds);
+    }
+
+    pub fn serial(&self, zone: &str, serial: u32) {
+        self.serial
+            .get_or_create(&vec![("zone", zone.to_string())])
+            .set(i64::from(serial));
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
