@@ -77,6 +77,8 @@ pub enum Reason {
     FailbackManual { better: usize },
     /// No target is healthy; the `all_down` policy chose.
     AllDown(AllDown),
+    /// An operator pinned the alias to this target.
+    Override,
 }
 
 impl fmt::Display for Reason {
@@ -112,6 +114,7 @@ impl fmt::Display for Reason {
             Reason::AllDown(AllDown::ServFail) => {
                 write!(f, "all targets unhealthy: answering SERVFAIL")
             }
+            Reason::Override => write!(f, "pinned by an operator override"),
         }
     }
 }

@@ -4,18 +4,21 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use hickory_proto::rr::LowerName;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
+use crate::decide::Reason;
 use crate::decide::{Answer, Decision, TargetHealth, decide};
 use crate::health::{self, CheckState, Outcome, ProbeResult};
 use crate::metrics::Metrics;
 use crate::snapshot::{AliasAnswer, AliasRecord, Snapshot, SnapshotCell};
-use crate::state::{Persisted, StateStore, ZoneState, initial_serial, zone_digest};
+use crate::state::{
+    Override, Overrides, Persisted, StateStore, ZoneState, initial_serial, zone_digest,
+};
 use crate::status::{self, AliasView, CheckView, PolicyView, ResultView, StatusView, TargetView};
 
 pub struct Engine {
@@ -30,6 +33,30 @@ pub struct Engine {
     answered_since: Vec<Instant>,
     status: StatusCell,
     metrics: Arc<Metrics>,
+    /// Operator pins, by alias name; persisted in `state_dir`.
+    overrides: Overrides,
+    /// An alias an operator just released, decided afresh on the next round.
+    release: Option<usize>,
+}
+
+/// Requests from the admin API, answered through `reply`.
+pub enum Command {
+    SetOverride {
+        alias: String,
+        override_: Override,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    ClearOverride {
+        alias: String,
+        by: String,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The published operator view; the admin API reads it.
@@ -67,21 +94,18 @@ impl Engine {
                 HashMap::new(),
             ))),
             metrics,
+            overrides: Overrides::new(),
+            release: None,
             answered_since: vec![now; config.aliases.len()],
             status,
             config,
             checks,
             store,
         };
+        engine.overrides = engine.store.load_overrides()?;
+        engine.drop_stale_overrides();
         engine.decisions = (0..engine.config.aliases.len())
-            .map(|i| {
-                decide(
-                    &engine.config.aliases[i].policy,
-                    &engine.target_health(i),
-                    None,
-                    now,
-                )
-            })
+            .map(|i| engine.decide_alias(i, None, now))
             .collect();
         for (i, alias) in engine.config.aliases.iter().enumerate() {
             let d = &engine.decisions[i];
@@ -211,6 +235,7 @@ impl Engine {
                     region: target.map(|t| a.targets[t].region.clone()),
                     reason: d.reason.to_string(),
                     since: status::wall(self.answered_since[i], now),
+                    override_: self.overrides.get(&a.name.to_string()).cloned(),
                     policy: PolicyView {
                         all_down: format!("{:?}", a.policy.all_down).to_lowercase(),
                         failback: format!("{:?}", a.policy.failback).to_lowercase(),
@@ -328,12 +353,12 @@ impl Engine {
         let mut changes = Vec::new();
         for i in 0..self.config.aliases.len() {
             let previous = self.decisions[i].answer;
-            let d = decide(
-                &self.config.aliases[i].policy,
-                &self.target_health(i),
-                Some(previous),
-                now,
-            );
+            // A released alias is decided afresh, as at start.
+            let d = if self.release.take_if(|r| *r == i).is_some() {
+                self.decide_alias(i, None, now)
+            } else {
+                self.decide_alias(i, Some(previous), now)
+            };
             if d.answer == previous && d.reason != self.decisions[i].reason {
                 // Same answer, new reason: e.g. a failback is now pending.
                 tracing::info!(alias = %self.config.aliases[i].name, reason = %d.reason, "answer kept");
@@ -378,6 +403,120 @@ impl Engine {
         }
     }
 
+    /// The decision for one alias: an operator's override wins while it lasts.
+    fn decide_alias(&self, i: usize, previous: Option<Answer>, now: Instant) -> Decision {
+        let alias = &self.config.aliases[i];
+        if let Some(o) = self.overrides.get(&alias.name.to_string())
+            && let Some(t) = alias.targets.iter().position(|t| t.region == o.region)
+        {
+            let recheck_at = o
+                .until
+                .map(|u| now + std::time::Duration::from_secs(u.saturating_sub(unix_now())));
+            return Decision {
+                answer: Answer::Target(t),
+                reason: Reason::Override,
+                recheck_at,
+            };
+        }
+        decide(&alias.policy, &self.target_health(i), previous, now)
+    }
+
+    /// Removes expired overrides and those whose alias or Region left the
+    /// config; returns true if any went.
+    fn drop_stale_overrides(&mut self) -> bool {
+        let now = unix_now();
+        let before = self.overrides.len();
+        let aliases = &self.config.aliases;
+        self.overrides.retain(|name, o| {
+            let known = aliases.iter().any(|a| a.name.to_string() == *name && a.targets.iter().any(|t| t.region == o.region));
+            let live = o.until.is_none_or(|u| u > now);
+            if !live {
+                tracing::warn!(alias = %name, region = %o.region, by = %o.by, "override expired");
+            } else if !known {
+                tracing::warn!(alias = %name, region = %o.region, "override dropped: alias or region no longer configured");
+            }
+            known && live
+        });
+        let changed = self.overrides.len() != before;
+        if changed && let Err(e) = self.store.save_overrides(&self.overrides) {
+            tracing::error!(error = format!("{e:#}"), "cannot persist overrides");
+        }
+        changed
+    }
+
+    fn command(&mut self, command: Command) {
+        let (result, reply) = match command {
+            Command::SetOverride {
+                alias,
+                override_,
+                reply,
+            } => (self.set_override(&alias, override_), reply),
+            Command::ClearOverride { alias, by, reply } => {
+                (self.clear_override(&alias, &by), reply)
+            }
+        };
+        let now = Instant::now();
+        if result.is_ok() {
+            self.reevaluate(now);
+            self.publish_status(now);
+        }
+        let _ = reply.send(result);
+    }
+
+    fn find_alias(&self, name: &str) -> Result<usize, String> {
+        let wanted = format!("{}.", name.trim_end_matches('.').to_ascii_lowercase());
+        self.config
+            .aliases
+            .iter()
+            .position(|a| a.name.to_string() == wanted)
+            .ok_or(format!("no alias {wanted}"))
+    }
+
+    fn set_override(&mut self, name: &str, o: Override) -> Result<String, String> {
+        let i = self.find_alias(name)?;
+        let alias = &self.config.aliases[i];
+        if !alias.targets.iter().any(|t| t.region == o.region) {
+            let regions: Vec<&str> = alias.targets.iter().map(|t| t.region.as_str()).collect();
+            return Err(format!(
+                "alias {} has no target {:?}; its targets are {}",
+                alias.name,
+                o.region,
+                regions.join(", ")
+            ));
+        }
+        let previous = self.overrides.clone();
+        let key = alias.name.to_string();
+        tracing::warn!(alias = %key, region = %o.region, by = %o.by, reason = %o.reason, until = ?o.until, "override set");
+        self.overrides.insert(key.clone(), o);
+        if let Err(e) = self.store.save_overrides(&self.overrides) {
+            self.overrides = previous;
+            return Err(format!("cannot persist the override: {e:#}"));
+        }
+        Ok(format!("{key} pinned"))
+    }
+
+    fn clear_override(&mut self, name: &str, by: &str) -> Result<String, String> {
+        let i = self.find_alias(name)?;
+        let key = self.config.aliases[i].name.to_string();
+        let Some(old) = self.overrides.remove(&key) else {
+            if self.config.aliases[i].policy.failback == crate::decide::Failback::Manual {
+                // Manual failback: clearing with no pin releases the alias.
+                self.release = Some(i);
+                tracing::warn!(alias = %key, by, "manual failback released");
+                return Ok(format!("{key} released"));
+            }
+            return Err(format!("alias {key} has no override"));
+        };
+        // Released: decide afresh, as at start, so a manual failback moves too.
+        self.release = Some(i);
+        if let Err(e) = self.store.save_overrides(&self.overrides) {
+            self.overrides.insert(key, old);
+            return Err(format!("cannot persist: {e:#}"));
+        }
+        tracing::warn!(alias = %key, region = %old.region, by, "override cleared");
+        Ok(format!("{key} released"))
+    }
+
     /// When a pending failback is due, if any.
     fn next_recheck(&self) -> Option<Instant> {
         self.decisions.iter().filter_map(|d| d.recheck_at).min()
@@ -385,7 +524,11 @@ impl Engine {
 
     /// Runs for as long as the server does. With no checks configured the
     /// channel closes at once; pending failbacks still need their timer.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<ProbeResult>) {
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<ProbeResult>,
+        mut commands: mpsc::Receiver<Command>,
+    ) {
         let mut probing = true;
         loop {
             let recheck = self.next_recheck();
@@ -407,8 +550,10 @@ impl Engine {
                     }
                     self.publish_status(now);
                 }
+                Some(command) = commands.recv() => self.command(command),
                 () = timer => {
                     let now = Instant::now();
+                    self.drop_stale_overrides();
                     self.reevaluate(now);
                     self.publish_status(now);
                 }

@@ -29,10 +29,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let status: StatusCell = Arc::new(ArcSwap::from_pointee(StatusView::default()));
     let ready = Arc::new(AtomicBool::new(false));
     let metrics = Arc::new(Metrics::new());
+    let (command_tx, commands) = mpsc::channel(16);
     let admin_state = AdminState {
         status: status.clone(),
         ready: ready.clone(),
         metrics: metrics.clone(),
+        tokens: Arc::new(config.admin_tokens.clone()),
+        commands: command_tx,
     };
     let admin_listener = admin::bind(config.admin_listen).await?;
     tracing::info!(addr = %config.admin_listen, "admin API listening");
@@ -66,7 +69,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let stop_tcp = server.shutdown_token().clone();
     let mut tcp = tokio::spawn(async move { server.block_until_done().await });
     tokio::select! {
-        () = engine.run(rx) => anyhow::bail!("the decision engine stopped"),
+        () = engine.run(rx, commands) => anyhow::bail!("the decision engine stopped"),
         r = &mut tcp => anyhow::bail!("the TCP server stopped: {r:?}"),
         r = admin => match r {
             Ok(Ok(())) => anyhow::bail!("the admin API stopped"),

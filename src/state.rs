@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::snapshot::AliasRecord;
@@ -32,6 +33,7 @@ pub struct StateStore {
 }
 
 const FILE: &str = "serials.json";
+const OVERRIDES: &str = "overrides.json";
 
 impl StateStore {
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
@@ -47,20 +49,40 @@ impl StateStore {
     }
 
     pub fn load(&self) -> anyhow::Result<Persisted> {
-        let path = self.dir.join(FILE);
+        self.read_json(FILE, "move it away to start serials from the zone files (secondaries may then need a manual transfer)")
+    }
+
+    pub fn save(&self, state: &Persisted) -> anyhow::Result<()> {
+        self.write_json(FILE, state)
+    }
+
+    pub fn load_overrides(&self) -> anyhow::Result<Overrides> {
+        self.read_json(
+            OVERRIDES,
+            "fix or remove it; removing it clears every override",
+        )
+    }
+
+    pub fn save_overrides(&self, overrides: &Overrides) -> anyhow::Result<()> {
+        self.write_json(OVERRIDES, overrides)
+    }
+
+    fn read_json<T: DeserializeOwned + Default>(&self, file: &str, fix: &str) -> anyhow::Result<T> {
+        let path = self.dir.join(file);
         match fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).with_context(|| {
-                format!("{} is corrupt; move it away to start serials from the zone files (secondaries may then need a manual transfer)", path.display())
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Persisted::default()),
+            Ok(text) => serde_json::from_str(&text)
+                .with_context(|| format!("{} is corrupt; {fix}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
     }
 
-    pub fn save(&self, state: &Persisted) -> anyhow::Result<()> {
-        let path = self.dir.join(FILE);
-        let tmp = self.dir.join(format!(".{FILE}.tmp"));
-        let text = serde_json::to_string_pretty(state)?;
+    /// Temp file, fsync, rename, fsync the directory: a crash leaves the old
+    /// file or the new one, never a torn one.
+    fn write_json<T: Serialize>(&self, file: &str, value: &T) -> anyhow::Result<()> {
+        let path = self.dir.join(file);
+        let tmp = self.dir.join(format!(".{file}.tmp"));
+        let text = serde_json::to_string_pretty(value)?;
         let write = || -> std::io::Result<()> {
             let mut f = fs::File::create(&tmp)?;
             f.write_all(text.as_bytes())?;
@@ -70,6 +92,24 @@ impl StateStore {
         };
         write().with_context(|| format!("cannot write {}", path.display()))
     }
+}
+
+/// Operator pins, keyed by alias name (fully qualified).
+pub type Overrides = BTreeMap<String, Override>;
+
+/// An alias pinned to one target by an operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Override {
+    /// The target's Region, as configured.
+    pub region: String,
+    pub reason: String,
+    /// The label of the token that set it.
+    pub by: String,
+    /// Unix seconds when it was set.
+    pub set_at: u64,
+    /// Unix seconds when it expires by itself; None holds until cleared.
+    pub until: Option<u64>,
 }
 
 /// RFC 1982: is `a` later than `b`?

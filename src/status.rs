@@ -27,6 +27,9 @@ pub struct AliasView {
     /// When the answer last changed (RFC 3339).
     pub since: String,
     pub policy: PolicyView,
+    /// The operator's pin, if any.
+    #[serde(rename = "override")]
+    pub override_: Option<crate::state::Override>,
     pub targets: Vec<TargetView>,
 }
 

@@ -121,3 +121,187 @@ targets = [
         .unwrap();
     assert!(answered >= 1.0, "{text}");
 }
+
+const TOKEN: &str = "0123456789abcdef0123";
+
+fn pinned_config(pdx: &Endpoint, iad: &Endpoint, failback: &str) -> String {
+    format!(
+        r#"
+[[check]]
+name = "pdx"
+kind = "http"
+url = "{}"
+interval = "150ms"
+timeout = "100ms"
+
+[[check]]
+name = "iad"
+kind = "http"
+url = "{}"
+interval = "150ms"
+timeout = "100ms"
+
+[[alias]]
+name = "desktop.example.com"
+failback = "{failback}"
+failback_after = "0s"
+targets = [
+  {{ region = "us-west-2", connection_id = "PDX1", checks = ["pdx"] }},
+  {{ region = "us-east-1", connection_id = "IAD2", checks = ["iad"] }},
+]
+"#,
+        pdx.url(),
+        iad.url()
+    )
+}
+
+/// Starts a server whose config enables mutations with TOKEN (label "alice").
+fn start_with_token(dir: &std::path::Path, config: &str) -> Server {
+    let port = free_port();
+    let path = write_config(dir, port, config, ZONE);
+    std::fs::write(dir.join("tokens"), format!("# operators\nalice {TOKEN}\n")).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen("[admin]\n", "[admin]\ntoken_file = \"tokens\"\n", 1),
+    )
+    .unwrap();
+    Server::start_with(dir, &path, port)
+}
+
+#[test]
+fn mutations_need_a_valid_token() {
+    let (pdx, iad) = (Endpoint::start("ok"), Endpoint::start("ok"));
+    let dir = tempfile::tempdir().unwrap();
+    let open = Server::start(dir.path(), &pinned_config(&pdx, &iad, "auto"), ZONE);
+    let body = r#"{"target": "us-east-1", "reason": "drill"}"#;
+    let (code, text) = http(
+        open.admin_addr(),
+        "PUT",
+        "/v1/overrides/desktop.example.com",
+        Some(TOKEN),
+        body,
+    );
+    assert_eq!(code, 403, "no token_file: changes disabled: {text}");
+    assert!(text.contains("token_file"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_with_token(dir.path(), &pinned_config(&pdx, &iad, "auto"));
+    let path = "/v1/overrides/desktop.example.com";
+    assert_eq!(http(s.admin_addr(), "PUT", path, None, body).0, 401);
+    assert_eq!(
+        http(
+            s.admin_addr(),
+            "PUT",
+            path,
+            Some("wrong-token-wrong-token"),
+            body
+        )
+        .0,
+        401
+    );
+    assert_eq!(http(s.admin_addr(), "DELETE", path, None, "").0, 401);
+    assert_eq!(s.txt("desktop.example.com."), ["PDX1"], "nothing changed");
+}
+
+#[test]
+fn override_pins_survives_restart_and_expires() {
+    let (pdx, iad) = (Endpoint::start("ok"), Endpoint::start("ok"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = pinned_config(&pdx, &iad, "auto");
+    let s = start_with_token(dir.path(), &config);
+    let serial = s.serial();
+    let path = "/v1/overrides/desktop.example.com";
+    let (code, text) = http(
+        s.admin_addr(),
+        "PUT",
+        path,
+        Some(TOKEN),
+        r#"{"target": "us-west-3", "reason": "x"}"#,
+    );
+    assert_eq!(code, 400, "unknown region: {text}");
+    assert!(text.contains("us-west-2, us-east-1"), "{text}");
+
+    let (code, text) = http(
+        s.admin_addr(),
+        "PUT",
+        path,
+        Some(TOKEN),
+        r#"{"target": "us-east-1", "reason": "DR drill", "for": "3s"}"#,
+    );
+    assert_eq!(code, 200, "{text}");
+    assert_eq!(s.txt("desktop.example.com."), ["IAD2"], "pinned at once");
+    assert!(s.serial() > serial);
+    let (_, list) = s.get("/v1/overrides");
+    assert!(
+        list.contains("\"by\":\"alice\"") && list.contains("DR drill"),
+        "{list}"
+    );
+    drop(s);
+
+    // Restart: the pin is still there, read from state_dir.
+    let port = free_port();
+    let path_cfg = dir.path().join("txtfailover.toml");
+    let text = std::fs::read_to_string(&path_cfg).unwrap();
+    let old_port = text
+        .split("127.0.0.1:")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &path_cfg,
+        text.replacen(
+            &format!("127.0.0.1:{old_port}"),
+            &format!("127.0.0.1:{port}"),
+            1,
+        ),
+    )
+    .unwrap();
+    let s = Server::start_with(dir.path(), &path_cfg, port);
+    assert_eq!(
+        s.txt("desktop.example.com."),
+        ["IAD2"],
+        "override survived the restart"
+    );
+    // And it expires on its own.
+    s.wait_for_txt("desktop.example.com.", "PDX1");
+    assert!(
+        s.log_text().contains("override expired"),
+        "{}",
+        s.log_text()
+    );
+}
+
+#[test]
+fn clearing_releases_a_manual_failback() {
+    let (pdx, iad) = (Endpoint::start("ok"), Endpoint::start("ok"));
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_with_token(dir.path(), &pinned_config(&pdx, &iad, "manual"));
+    pdx.set_status(500);
+    s.wait_for_txt("desktop.example.com.", "IAD2");
+    pdx.set_status(200);
+    // Manual failback: still on the failover target once the primary is back...
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let (_, body) = s.get("/v1/aliases/desktop.example.com");
+        if body.contains("failback is manual") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(s.txt("desktop.example.com."), ["IAD2"]);
+    // ...until an operator releases it.
+    let (code, text) = http(
+        s.admin_addr(),
+        "DELETE",
+        "/v1/overrides/desktop.example.com",
+        Some(TOKEN),
+        "",
+    );
+    assert_eq!(code, 200, "{text}");
+    s.wait_for_txt("desktop.example.com.", "PDX1");
+}

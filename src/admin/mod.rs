@@ -7,9 +7,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::AdminToken;
+use crate::engine::Command;
+use crate::state::Override;
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -22,6 +29,9 @@ pub struct AdminState {
     /// Set once the first probe round is done and the DNS listeners are up.
     pub ready: Arc<AtomicBool>,
     pub metrics: Arc<Metrics>,
+    /// Empty: mutations are disabled.
+    pub tokens: Arc<Vec<AdminToken>>,
+    pub commands: mpsc::Sender<Command>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -32,6 +42,11 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/aliases/{name}", get(alias))
         .route("/v1/checks", get(checks))
         .route("/metrics", get(metrics))
+        .route("/v1/overrides", get(overrides))
+        .route(
+            "/v1/overrides/{name}",
+            put(set_override).delete(clear_override),
+        )
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -74,7 +89,7 @@ async fn status(State(s): State<AdminState>) -> Response {
         .map(|a| {
             json!({
                 "name": a.name, "answer": a.answer, "target": a.target, "region": a.region,
-                "reason": a.reason, "since": a.since, "serial": a.serial,
+                "reason": a.reason, "since": a.since, "serial": a.serial, "override": a.override_,
             })
         })
         .collect();
@@ -113,4 +128,181 @@ async fn metrics(State(s): State<AdminState>) -> Response {
         s.metrics.render(),
     )
         .into_response()
+}
+
+/// The label of the caller's bearer token, or the response refusing them.
+fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<String, (StatusCode, &'static str)> {
+    if s.tokens.is_empty() {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "changes are disabled: set [admin] token_file to enable them",
+        ));
+    }
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(presented) = presented else {
+        return Err((StatusCode::UNAUTHORIZED, "send Authorization: Bearer <token>"));
+    };
+    s.tokens
+        .iter()
+        .find(|t| constant_time_eq(t.secret.as_bytes(), presented.as_bytes()))
+        .map(|t| t.label.clone())
+        .ok_or((StatusCode::UNAUTHORIZED, "unknown token"))
+}
+
+/// Compares without an early exit, so response time says nothing about how
+/// much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn overrides(State(s): State<AdminState>) -> Response {
+    let view = s.status.load();
+    let list: Vec<_> = view
+        .aliases
+        .iter()
+        .filter_map(|a| {
+            a.override_
+                .as_ref()
+                .map(|o| json!({ "alias": a.name, "override": o }))
+        })
+        .collect();
+    Json(json!({ "overrides": list })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverrideRequest {
+    /// The Region of the target to pin.
+    target: String,
+    reason: String,
+    /// A duration ("2h"); or `until`, an RFC 3339 time. Neither: until cleared.
+    #[serde(rename = "for")]
+    for_: Option<String>,
+    until: Option<String>,
+}
+
+async fn set_override(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let by = match authorize(&s, &headers) {
+        Ok(by) => by,
+        Err((code, message)) => return error(code, message),
+    };
+    let req: OverrideRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "{e}; send {{\"target\": \"<region>\", \"reason\": \"...\", \"for\": \"2h\"}}"
+                ),
+            );
+        }
+    };
+    if req.reason.trim().is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "say why in `reason`: it is logged with the change",
+        );
+    }
+    let now = std::time::SystemTime::now();
+    let until = match (&req.for_, &req.until) {
+        (Some(_), Some(_)) => {
+            return error(StatusCode::BAD_REQUEST, "give `for` or `until`, not both");
+        }
+        (Some(d), None) => match humantime::parse_duration(d) {
+            Ok(d) => Some(now + d),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("`for` = {d:?}: {e}; write e.g. \"2h\""),
+                );
+            }
+        },
+        (None, Some(t)) => match humantime::parse_rfc3339_weak(t) {
+            Ok(t) if t > now => Some(t),
+            Ok(_) => return error(StatusCode::BAD_REQUEST, "`until` is in the past"),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("`until` = {t:?}: {e}; write e.g. \"2026-12-01T08:00:00Z\""),
+                );
+            }
+        },
+        (None, None) => None,
+    };
+    let secs = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    let override_ = Override {
+        region: req.target,
+        reason: req.reason,
+        by,
+        set_at: secs(now),
+        until: until.map(secs),
+    };
+    let (reply, answer) = oneshot::channel();
+    send(
+        &s,
+        Command::SetOverride {
+            alias: name,
+            override_,
+            reply,
+        },
+        answer,
+    )
+    .await
+}
+
+async fn clear_override(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let by = match authorize(&s, &headers) {
+        Ok(by) => by,
+        Err((code, message)) => return error(code, message),
+    };
+    let (reply, answer) = oneshot::channel();
+    send(
+        &s,
+        Command::ClearOverride {
+            alias: name,
+            by,
+            reply,
+        },
+        answer,
+    )
+    .await
+}
+
+async fn send(
+    s: &AdminState,
+    command: Command,
+    answer: oneshot::Receiver<Result<String, String>>,
+) -> Response {
+    if s.commands.send(command).await.is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        );
+    }
+    match answer.await {
+        Ok(Ok(message)) => Json(json!({ "ok": message })).into_response(),
+        Ok(Err(message)) if message.starts_with("no alias") => {
+            error(StatusCode::NOT_FOUND, &message)
+        }
+        Ok(Err(message)) => error(StatusCode::BAD_REQUEST, &message),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        ),
+    }
 }

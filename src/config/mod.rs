@@ -35,11 +35,26 @@ pub struct Config {
     pub server: ServerConfig,
     /// Where the admin HTTP API listens.
     pub admin_listen: SocketAddr,
+    /// Bearer tokens allowed to change things; empty disables mutations.
+    pub admin_tokens: Vec<AdminToken>,
     pub zones: Vec<StaticZone>,
     pub checks: Vec<CheckSpec>,
     pub aliases: Vec<AliasSpec>,
     /// Legal but questionable settings, shown by `check` and logged by `serve`.
     pub warnings: Vec<Problem>,
+}
+
+/// An operator's token; the label names them in logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken {
+    pub label: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AdminToken({}, <secret>)", self.label)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -184,7 +199,7 @@ pub fn validate(
         warnings: Vec::new(),
     };
     let server = v.server(raw.server.as_ref());
-    let admin_listen = v.admin(raw.admin.as_ref());
+    let (admin_listen, admin_tokens) = v.admin(raw.admin.as_ref(), read);
     let zones = v.zones(&raw, read);
     let checks = v.checks(&raw.checks);
     let aliases = v.aliases(&raw.aliases, &zones, &checks);
@@ -195,6 +210,7 @@ pub fn validate(
         source: path.to_path_buf(),
         server,
         admin_listen,
+        admin_tokens,
         zones,
         checks: checks.into_iter().map(|(c, _)| c).collect(),
         aliases,
@@ -343,18 +359,27 @@ impl Validator<'_> {
         }
     }
 
-    fn admin(&mut self, raw: Option<&Spanned<raw::RawAdmin>>) -> SocketAddr {
+    fn admin(
+        &mut self,
+        raw: Option<&Spanned<raw::RawAdmin>>,
+        read: &dyn Fn(&Path) -> std::io::Result<String>,
+    ) -> (SocketAddr, Vec<AdminToken>) {
         let default = DEFAULT_ADMIN_LISTEN.parse().expect("default admin address");
-        let Some(listen) = raw.and_then(|a| a.get_ref().listen.as_ref()) else {
-            return default;
+        let raw = raw.map(|a| a.get_ref());
+        let tokens = match raw.and_then(|a| a.token_file.as_ref()) {
+            None => Vec::new(),
+            Some(f) => self.tokens(f, read),
         };
-        match listen.get_ref().parse::<SocketAddr>() {
-            Ok(a) if a.ip().is_loopback() => a,
+        let Some(listen) = raw.and_then(|a| a.listen.as_ref()) else {
+            return (default, tokens);
+        };
+        let addr = match listen.get_ref().parse::<SocketAddr>() {
+            Ok(a) if a.ip().is_loopback() || !tokens.is_empty() => a,
             Ok(a) => {
                 self.err(
                     &listen.span(),
                     format!("admin API on {a} would be reachable from other hosts without a token"),
-                    "listen on a loopback address (127.0.0.1 or [::1]) and reach it through SSH or a proxy",
+                    "set token_file, or listen on a loopback address (127.0.0.1 or [::1])",
                 );
                 default
             }
@@ -366,7 +391,50 @@ impl Validator<'_> {
                 );
                 default
             }
+        };
+        (addr, tokens)
+    }
+
+    /// Reads `label token` lines; `#` starts a comment.
+    fn tokens(
+        &mut self,
+        file: &Spanned<String>,
+        read: &dyn Fn(&Path) -> std::io::Result<String>,
+    ) -> Vec<AdminToken> {
+        let path = self.resolve_path(file.get_ref());
+        let text = match read(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.err(
+                    &file.span(),
+                    format!("cannot read token_file {}: {e}", path.display()),
+                    "create it with one `label token` line per operator",
+                );
+                return Vec::new();
+            }
+        };
+        let mut tokens = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+                [label, secret] if secret.len() >= 16 => tokens.push(AdminToken { label: label.to_string(), secret: secret.to_string() }),
+                _ => self.problems.push(
+                    Problem::new(&path, n + 1, 1, "token line is not `label token` with a token of 16 characters or more")
+                        .hint("write e.g. `alice 3f9c0b7e51d24a8e9d6b` (generate with `openssl rand -hex 16`)"),
+                ),
+            }
         }
+        if tokens.is_empty() && self.problems.is_empty() {
+            self.err(
+                &file.span(),
+                format!("token_file {} holds no tokens", path.display()),
+                "add one `label token` line per operator",
+            );
+        }
+        tokens
     }
 
     fn zones(

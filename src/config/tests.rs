@@ -323,3 +323,36 @@ fn rules_count_healthy_members() {
     assert!(Rule::Any.holds(1, 3) && !Rule::Any.holds(0, 3));
     assert!(Rule::AtLeast(2).holds(2, 3) && !Rule::AtLeast(2).holds(1, 3));
 }
+
+#[test]
+fn token_file_is_read_and_checked() {
+    let text = format!("{HEAD}[admin]\nlisten = \"0.0.0.0:8053\"\ntoken_file = \"tokens\"\n");
+    let read = |body: &'static str| {
+        move |p: &Path| -> std::io::Result<String> {
+            Ok(if p.ends_with("tokens") {
+                body.to_string()
+            } else {
+                ZONE.to_string()
+            })
+        }
+    };
+    let c = validate(
+        Path::new("cfg/t.toml"),
+        &text,
+        &read("# ops\nalice 0123456789abcdef\n"),
+    )
+    .unwrap();
+    assert_eq!(c.admin_tokens[0].label, "alice");
+    assert!(
+        !format!("{:?}", c.admin_tokens).contains("0123456789abcdef"),
+        "secrets stay out of debug output"
+    );
+    let err = validate(Path::new("cfg/t.toml"), &text, &read("alice short\n")).unwrap_err();
+    assert!(err.0[0].message.contains("16 characters"), "{err}");
+    assert_eq!(
+        (err.0[0].line, err.0[0].file.as_path()),
+        (1, Path::new("cfg/tokens"))
+    );
+    let err = validate(Path::new("cfg/t.toml"), &text, &read("# nobody\n")).unwrap_err();
+    assert!(err.to_string().contains("holds no tokens"), "{err}");
+}

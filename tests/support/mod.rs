@@ -152,7 +152,11 @@ impl Server {
     /// The admin API address written into the config.
     pub fn admin_addr(&self) -> SocketAddr {
         let text = std::fs::read_to_string(self.dir.join("txtfailover.toml")).unwrap();
-        let line = text.lines().skip_while(|l| *l != "[admin]").nth(1).unwrap();
+        let line = text
+            .lines()
+            .skip_while(|l| *l != "[admin]")
+            .find(|l| l.starts_with("listen = "))
+            .unwrap();
         line.trim_start_matches("listen = ")
             .trim_matches('"')
             .parse()
@@ -344,11 +348,25 @@ impl TlsEndpoint {
 
 /// A minimal HTTP/1.1 GET (Connection: close).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http(addr, "GET", path, None, "")
+}
+
+/// A minimal HTTP/1.1 request with an optional bearer token and JSON body.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n{auth}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut text = String::new();
