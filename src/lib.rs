@@ -3,6 +3,7 @@
 //! highest-priority healthy Region. See ARCHITECTURE.md for the map.
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod decide;
 pub mod dns;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use txtfailover::cli;
 use txtfailover::config::{self, Config, DEFAULT_CONFIG};
 
 /// Authoritative DNS failover for Amazon WorkSpaces connection strings.
@@ -26,6 +27,61 @@ enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// What every alias answers, and why (through the admin API).
+    Status {
+        #[command(flatten)]
+        api: Api,
+    },
+    /// The full decision trace of one alias.
+    Why {
+        alias: String,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Pin an alias to a target, or clear the pin.
+    Override {
+        #[command(subcommand)]
+        action: OverrideAction,
+    },
+}
+
+#[derive(clap::Args)]
+struct Api {
+    /// Base URL of the admin API.
+    #[arg(long, default_value = "http://127.0.0.1:8053")]
+    admin: String,
+    /// File holding the bearer token (else $TXTFAILOVER_TOKEN).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum OverrideAction {
+    /// Pin ALIAS to the target in REGION.
+    Set {
+        alias: String,
+        region: String,
+        /// Why: logged with the change.
+        #[arg(long)]
+        reason: String,
+        /// How long, e.g. 2h.
+        #[arg(long = "for", conflicts_with = "until")]
+        for_: Option<String>,
+        /// Until an RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+        #[command(flatten)]
+        api: Api,
+    },
+    /// Clear the pin (and release a manual failback).
+    Clear {
+        alias: String,
+        #[command(flatten)]
+        api: Api,
+    },
 }
 
 fn main() -> ExitCode {
@@ -38,7 +94,13 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let (Command::Serve { config: path } | Command::Check { config: path }) = &cli.command;
+    let path = match cli.command {
+        Command::Status { .. } | Command::Why { .. } | Command::Override { .. } => {
+            return operator(cli.command);
+        }
+        Command::Serve { ref config } | Command::Check { ref config } => config.clone(),
+    };
+    let path = &path;
     let config = match config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -55,6 +117,7 @@ fn main() -> ExitCode {
             print_check(&config);
             ExitCode::SUCCESS
         }
+        Command::Status { .. } | Command::Why { .. } | Command::Override { .. } => unreachable!(),
         Command::Serve { .. } => {
             let _ = rustls::crypto::ring::default_provider().install_default();
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -118,6 +181,62 @@ fn print_check(config: &Config) {
                 t.connection_id,
                 checks.join(", ")
             );
+        }
+    }
+}
+
+/// Runs an operator command against the admin API.
+fn operator(command: Command) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let result: anyhow::Result<String> = runtime.block_on(async {
+        let client = |api: &Api| -> anyhow::Result<cli::Client> {
+            let token = match &api.token_file {
+                Some(f) => Some(
+                    std::fs::read_to_string(f)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?
+                        .trim()
+                        .to_string(),
+                ),
+                None => std::env::var("TXTFAILOVER_TOKEN").ok(),
+            };
+            Ok(cli::Client { base: api.admin.clone(), token })
+        };
+        match command {
+            Command::Status { api } => {
+                let v = client(&api)?.get("/v1/status").await?;
+                Ok(if api.json { v.to_string() } else { cli::status_table(&v) })
+            }
+            Command::Why { alias, api } => {
+                let v = client(&api)?.get(&format!("/v1/aliases/{alias}")).await?;
+                Ok(if api.json { v.to_string() } else { cli::why_table(&v) })
+            }
+            Command::Override { action: OverrideAction::Set { alias, region, reason, for_, until, api } } => {
+                let body = serde_json::json!({ "target": region, "reason": reason, "for": for_, "until": until });
+                let v = client(&api)?.put(&format!("/v1/overrides/{alias}"), body).await?;
+                Ok(if api.json { v.to_string() } else { format!("{}\n", v["ok"].as_str().unwrap_or("done")) })
+            }
+            Command::Override { action: OverrideAction::Clear { alias, api } } => {
+                let v = client(&api)?.delete(&format!("/v1/overrides/{alias}")).await?;
+                Ok(if api.json { v.to_string() } else { format!("{}\n", v["ok"].as_str().unwrap_or("done")) })
+            }
+            Command::Serve { .. } | Command::Check { .. } => unreachable!(),
+        }
+    });
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -305,3 +305,101 @@ fn clearing_releases_a_manual_failback() {
     assert_eq!(code, 200, "{text}");
     s.wait_for_txt("desktop.example.com.", "PDX1");
 }
+
+fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(bin())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cli_status_why_and_override_through_the_api() {
+    let (pdx, iad) = (Endpoint::start("ok"), Endpoint::start("ok"));
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_with_token(dir.path(), &pinned_config(&pdx, &iad, "auto"));
+    let admin = format!("http://{}", s.admin_addr());
+    let token_file = dir.path().join("my-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let token_file = token_file.to_str().unwrap();
+
+    let (ok, out, err) = cli(&["status", "--admin", &admin]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("desktop.example.com.") && out.contains("PDX1") && out.contains("us-west-2"),
+        "{out}"
+    );
+
+    let (ok, out, _) = cli(&["status", "--admin", &admin, "--json"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["aliases"][0]["answer"], "PDX1");
+
+    let (ok, _, err) = cli(&[
+        "override",
+        "set",
+        "desktop.example.com",
+        "us-east-1",
+        "--reason",
+        "drill",
+        "--admin",
+        &admin,
+    ]);
+    assert!(!ok, "no token: refused");
+    assert!(
+        err.contains("401") && err.contains("TXTFAILOVER_TOKEN"),
+        "{err}"
+    );
+
+    let (ok, out, err) = cli(&[
+        "override",
+        "set",
+        "desktop.example.com",
+        "us-east-1",
+        "--reason",
+        "drill",
+        "--for",
+        "1h",
+        "--admin",
+        &admin,
+        "--token-file",
+        token_file,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("pinned"), "{out}");
+    assert_eq!(s.txt("desktop.example.com."), ["IAD2"]);
+
+    let (ok, out, err) = cli(&["why", "desktop.example.com", "--admin", &admin]);
+    assert!(ok, "{err}");
+    assert!(out.contains("override: us-east-1 by alice: drill"), "{out}");
+    assert!(
+        out.contains("#0 us-west-2") && out.contains("checks:"),
+        "{out}"
+    );
+
+    let (ok, _, err) = cli(&[
+        "override",
+        "clear",
+        "desktop.example.com",
+        "--admin",
+        &admin,
+        "--token-file",
+        token_file,
+    ]);
+    assert!(ok, "{err}");
+    s.wait_for_txt("desktop.example.com.", "PDX1");
+
+    // A server that is not there: a clear error, not a hang.
+    let (ok, _, err) = cli(&[
+        "status",
+        "--admin",
+        &format!("http://127.0.0.1:{}", free_port()),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("cannot reach the admin API"), "{err}");
+}

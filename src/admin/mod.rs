@@ -143,7 +143,10 @@ fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<String, (StatusCode,
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let Some(presented) = presented else {
-        return Err((StatusCode::UNAUTHORIZED, "send Authorization: Bearer <token>"));
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "send Authorization: Bearer <token>",
+        ));
     };
     s.tokens
         .iter()

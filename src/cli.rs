@@ -1,0 +1,172 @@
+//! Operator commands on top of the admin API: `status`, `why`, `override`.
+//! Tables for people by default, the API's JSON with `--json`.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+/// Where the admin API is and who is calling.
+pub struct Client {
+    pub base: String,
+    pub token: Option<String>,
+}
+
+impl Client {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base.trim_end_matches('/'));
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?;
+        let mut request = client.request(method, &url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.with_context(|| {
+            format!("cannot reach the admin API at {}; is `txtfailover serve` running, and is --admin right?", self.base)
+        })?;
+        let status = response.status();
+        let value: Value = response
+            .json()
+            .await
+            .with_context(|| format!("{url} did not answer JSON"))?;
+        if !status.is_success() {
+            let message = value["error"].as_str().unwrap_or("no message");
+            let hint = match status.as_u16() {
+                401 => " (check --token-file or TXTFAILOVER_TOKEN)",
+                403 => " (the server has no [admin] token_file)",
+                _ => "",
+            };
+            bail!("{status}: {message}{hint}");
+        }
+        Ok(value)
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// `status`: one line per alias.
+pub fn status_table(v: &Value) -> String {
+    let mut out = format!(
+        "{:<32} {:<22} {:<14} {:<22} REASON\n",
+        "ALIAS", "ANSWER", "REGION", "SINCE"
+    );
+    for a in v["aliases"].as_array().into_iter().flatten() {
+        let pinned = if a["override"].is_null() {
+            ""
+        } else {
+            " [override]"
+        };
+        let _ = writeln!(
+            out,
+            "{:<32} {:<22} {:<14} {:<22} {}{pinned}",
+            s(&a["name"]),
+            s(&a["answer"]),
+            s(&a["region"]),
+            s(&a["since"]),
+            s(&a["reason"])
+        );
+    }
+    out
+}
+
+/// `why`: the alias, each target's health, each check's state and last result.
+pub fn why_table(v: &Value) -> String {
+    let a = &v["alias"];
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} answers {} ({}) since {}",
+        s(&a["name"]),
+        s(&a["answer"]),
+        s(&a["region"]),
+        s(&a["since"])
+    );
+    let _ = writeln!(out, "reason: {}", s(&a["reason"]));
+    let p = &a["policy"];
+    let _ = writeln!(
+        out,
+        "policy: all_down={} failback={} failback_after={}",
+        s(&p["all_down"]),
+        s(&p["failback"]),
+        s(&p["failback_after"])
+    );
+    if !a["override"].is_null() {
+        let o = &a["override"];
+        let _ = writeln!(
+            out,
+            "override: {} by {}: {} (until {})",
+            s(&o["region"]),
+            s(&o["by"]),
+            s(&o["reason"]),
+            s(&o["until"])
+        );
+    }
+    let _ = writeln!(out, "targets:");
+    for (i, t) in a["targets"].as_array().into_iter().flatten().enumerate() {
+        let health = if t["healthy"].as_bool() == Some(true) {
+            "healthy"
+        } else {
+            "UNHEALTHY"
+        };
+        let checks: Vec<String> = t["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(s)
+            .collect();
+        let _ = writeln!(
+            out,
+            "  #{i} {:<14} {:<22} {health:<10} checks: {}",
+            s(&t["region"]),
+            s(&t["connection_id"]),
+            checks.join(", ")
+        );
+    }
+    let _ = writeln!(out, "checks:");
+    for c in v["checks"].as_array().into_iter().flatten() {
+        let last = &c["last"];
+        let _ = writeln!(
+            out,
+            "  {:<16} {:<8} {:<8} since {}  last: {} in {:.1} ms: {}",
+            s(&c["name"]),
+            s(&c["kind"]),
+            s(&c["state"]),
+            s(&c["since"]),
+            if last["ok"].as_bool() == Some(true) {
+                "ok"
+            } else {
+                "fail"
+            },
+            last["latency_ms"].as_f64().unwrap_or(0.0),
+            s(&last["detail"])
+        );
+    }
+    out
+}
