@@ -11,8 +11,10 @@ use hickory_proto::rr::LowerName;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
+use crate::config::{OnStale, ProbeSpec};
 use crate::decide::Reason;
 use crate::decide::{Answer, Decision, TargetHealth, decide};
+use crate::health::State;
 use crate::health::{self, CheckState, Outcome, ProbeResult};
 use crate::metrics::Metrics;
 use crate::snapshot::{AliasAnswer, AliasRecord, Snapshot, SnapshotCell};
@@ -37,6 +39,10 @@ pub struct Engine {
     overrides: Overrides,
     /// An alias an operator just released, decided afresh on the next round.
     release: Option<usize>,
+    /// Per check: when an external check last got a report (start time until
+    /// then), and whether it has gone stale since.
+    reported_at: Vec<Instant>,
+    stale: Vec<bool>,
 }
 
 /// Requests from the admin API, answered through `reply`.
@@ -48,6 +54,14 @@ pub enum Command {
     },
     ClearOverride {
         alias: String,
+        by: String,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// A state pushed for an external check.
+    Report {
+        check: String,
+        healthy: bool,
+        detail: String,
         by: String,
         reply: oneshot::Sender<Result<String, String>>,
     },
@@ -96,6 +110,8 @@ impl Engine {
             metrics,
             overrides: Overrides::new(),
             release: None,
+            reported_at: vec![now; config.checks.len()],
+            stale: vec![false; config.checks.len()],
             answered_since: vec![now; config.aliases.len()],
             status,
             config,
@@ -177,6 +193,7 @@ impl Engine {
                     crate::config::ProbeSpec::Http(h) => h.url.scheme().to_string(),
                     crate::config::ProbeSpec::Tcp { .. } => "tcp".to_string(),
                     crate::config::ProbeSpec::Command { .. } => "command".to_string(),
+                    crate::config::ProbeSpec::External { .. } => "external".to_string(),
                     crate::config::ProbeSpec::Composite { rule, .. } => match rule {
                         crate::config::Rule::All => "all".to_string(),
                         crate::config::Rule::Any => "any".to_string(),
@@ -454,6 +471,13 @@ impl Engine {
             Command::ClearOverride { alias, by, reply } => {
                 (self.clear_override(&alias, &by), reply)
             }
+            Command::Report {
+                check,
+                healthy,
+                detail,
+                by,
+                reply,
+            } => (self.report(&check, healthy, detail, &by), reply),
         };
         let now = Instant::now();
         if result.is_ok() {
@@ -461,6 +485,80 @@ impl Engine {
             self.publish_status(now);
         }
         let _ = reply.send(result);
+    }
+
+    fn report(
+        &mut self,
+        name: &str,
+        healthy: bool,
+        detail: String,
+        by: &str,
+    ) -> Result<String, String> {
+        let Some(i) = self.config.checks.iter().position(|c| c.name == name) else {
+            return Err(format!("no check {name:?}"));
+        };
+        if !matches!(self.config.checks[i].probe, ProbeSpec::External { .. }) {
+            return Err(format!(
+                "check {name:?} is not external; only external checks take reports"
+            ));
+        }
+        let now = Instant::now();
+        self.reported_at[i] = now;
+        self.stale[i] = false;
+        let outcome = Outcome {
+            ok: healthy,
+            latency: std::time::Duration::ZERO,
+            detail: format!("{detail} (reported by {by})"),
+        };
+        self.observe(ProbeResult { check: i, outcome }, now);
+        Ok(format!(
+            "{name} reported {}",
+            if healthy { "healthy" } else { "unhealthy" }
+        ))
+    }
+
+    /// When the next external check goes stale, if any.
+    fn next_stale(&self) -> Option<Instant> {
+        self.config
+            .checks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| match c.probe {
+                ProbeSpec::External { stale_after, .. } if !self.stale[i] => {
+                    Some(self.reported_at[i] + stale_after)
+                }
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Applies `on_stale` to external checks whose reports stopped.
+    fn expire_reports(&mut self, now: Instant) {
+        for i in 0..self.config.checks.len() {
+            let ProbeSpec::External {
+                stale_after,
+                on_stale,
+            } = self.config.checks[i].probe
+            else {
+                continue;
+            };
+            if self.stale[i] || self.reported_at[i] + stale_after > now {
+                continue;
+            }
+            self.stale[i] = true;
+            let name = &self.config.checks[i].name;
+            tracing::warn!(check = %name, policy = ?on_stale, "external check is stale: no report for {}", humantime::format_duration(stale_after));
+            let state = match on_stale {
+                OnStale::Healthy => Some(State::Up),
+                OnStale::Unhealthy => Some(State::Down),
+                OnStale::Last => None,
+            };
+            if let Some(state) = state
+                && self.checks[i].force(state, now)
+            {
+                self.metrics.probe(name, 0.0, state.healthy(), true);
+            }
+        }
     }
 
     fn find_alias(&self, name: &str) -> Result<usize, String> {
@@ -519,7 +617,11 @@ impl Engine {
 
     /// When a pending failback is due, if any.
     fn next_recheck(&self) -> Option<Instant> {
-        self.decisions.iter().filter_map(|d| d.recheck_at).min()
+        self.decisions
+            .iter()
+            .filter_map(|d| d.recheck_at)
+            .chain(self.next_stale())
+            .min()
     }
 
     /// Runs for as long as the server does. With no checks configured the
@@ -554,6 +656,7 @@ impl Engine {
                 () = timer => {
                     let now = Instant::now();
                     self.drop_stale_overrides();
+                    self.expire_reports(now);
                     self.reevaluate(now);
                     self.publish_status(now);
                 }

@@ -403,3 +403,85 @@ fn cli_status_why_and_override_through_the_api() {
     assert!(!ok);
     assert!(err.contains("cannot reach the admin API"), "{err}");
 }
+
+#[test]
+fn external_check_follows_reports_and_goes_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+[[check]]
+name = "cw-alarm"
+kind = "external"
+stale_after = "1s"
+on_stale = "unhealthy"
+
+[[alias]]
+name = "desktop.example.com"
+failback_after = "0s"
+targets = [
+  { region = "us-west-2", connection_id = "PDX1", checks = ["cw-alarm"] },
+  { region = "us-east-1", connection_id = "IAD2" },
+]
+"#;
+    let s = start_with_token(dir.path(), config);
+    // No report yet: no data counts as healthy.
+    assert_eq!(s.txt("desktop.example.com."), ["PDX1"]);
+    let path = "/v1/checks/cw-alarm";
+    assert_eq!(
+        http(s.admin_addr(), "PUT", path, None, r#"{"healthy": false}"#).0,
+        401
+    );
+    assert_eq!(
+        http(
+            s.admin_addr(),
+            "PUT",
+            "/v1/checks/nope",
+            Some(TOKEN),
+            r#"{"healthy": true}"#
+        )
+        .0,
+        404
+    );
+    let (code, text) = http(
+        s.admin_addr(),
+        "PUT",
+        path,
+        Some(TOKEN),
+        r#"{"healthy": false, "detail": "ALARM"}"#,
+    );
+    assert_eq!(code, 200, "{text}");
+    assert_eq!(
+        s.txt("desktop.example.com."),
+        ["IAD2"],
+        "one report moves it"
+    );
+    // Keep reporting healthy for a while: the answer holds.
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+    while std::time::Instant::now() < until {
+        assert_eq!(
+            http(
+                s.admin_addr(),
+                "PUT",
+                path,
+                Some(TOKEN),
+                r#"{"healthy": true, "detail": "OK"}"#
+            )
+            .0,
+            200
+        );
+        assert_eq!(s.txt("desktop.example.com."), ["PDX1"]);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // Then silence: after stale_after the check counts as unhealthy.
+    let silent = std::time::Instant::now();
+    s.wait_for_txt("desktop.example.com.", "IAD2");
+    assert!(
+        silent.elapsed() >= std::time::Duration::from_millis(700),
+        "went stale too early: {:?}",
+        silent.elapsed()
+    );
+    assert!(
+        s.log_text().contains("external check is stale"),
+        "{}",
+        s.log_text()
+    );
+}

@@ -41,6 +41,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/aliases/{name}", get(alias))
         .route("/v1/checks", get(checks))
+        .route("/v1/checks/{name}", put(report))
         .route("/metrics", get(metrics))
         .route("/v1/overrides", get(overrides))
         .route(
@@ -299,7 +300,7 @@ async fn send(
     }
     match answer.await {
         Ok(Ok(message)) => Json(json!({ "ok": message })).into_response(),
-        Ok(Err(message)) if message.starts_with("no alias") => {
+        Ok(Err(message)) if message.starts_with("no alias") || message.starts_with("no check") => {
             error(StatusCode::NOT_FOUND, &message)
         }
         Ok(Err(message)) => error(StatusCode::BAD_REQUEST, &message),
@@ -308,4 +309,43 @@ async fn send(
             "the server is shutting down",
         ),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportRequest {
+    healthy: bool,
+    #[serde(default)]
+    detail: String,
+}
+
+/// An external system reports the state of an `external` check.
+async fn report(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let by = match authorize(&s, &headers) {
+        Ok(by) => by,
+        Err((code, message)) => return error(code, message),
+    };
+    let req: ReportRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("{e}; send {{\"healthy\": true, \"detail\": \"alarm OK\"}}"),
+            );
+        }
+    };
+    let (reply, answer) = oneshot::channel();
+    let command = Command::Report {
+        check: name,
+        healthy: req.healthy,
+        detail: req.detail,
+        by,
+        reply,
+    };
+    send(&s, command, answer).await
 }

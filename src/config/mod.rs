@@ -97,6 +97,11 @@ impl Default for Timing {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProbeSpec {
     Http(HttpSpec),
+    /// Not probed: state pushed through the admin API.
+    External {
+        stale_after: Duration,
+        on_stale: OnStale,
+    },
     Tcp {
         address: String,
     },
@@ -122,6 +127,15 @@ pub struct HttpSpec {
     pub tls_verify: bool,
     pub expect_status: Vec<RangeInclusive<u16>>,
     pub expect_body: Option<String>,
+}
+
+/// What an external check counts as once no report came for `stale_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStale {
+    Healthy,
+    Unhealthy,
+    /// Keep the last reported state.
+    Last,
 }
 
 /// How a composite check combines its members.
@@ -520,11 +534,17 @@ impl Validator<'_> {
                 );
                 continue;
             }
-            let timing = self.timing(c);
+            let mut timing = self.timing(c);
+            if c.kind.get_ref() == "external" {
+                // Reports come from systems that debounce already: one report moves it.
+                timing.fall = c.fall.as_ref().map_or(1, |_| timing.fall);
+                timing.rise = c.rise.as_ref().map_or(1, |_| timing.rise);
+            }
             let probe = match c.kind.get_ref().as_str() {
                 kind @ ("http" | "https") => self.http(c, kind).map(ProbeSpec::Http),
                 "tcp" => self.tcp(c),
                 "command" => self.command(c),
+                "external" => self.external(c),
                 kind @ ("all" | "any" | "at_least") => {
                     pending.push((out.len(), c));
                     self.composite(c, kind)
@@ -533,7 +553,7 @@ impl Validator<'_> {
                     self.err(
                         &c.kind.span(),
                         format!("check kind {other:?} is not known"),
-                        "use \"http\", \"https\", \"tcp\", \"command\", \"all\", \"any\" or \"at_least\"",
+                        "use \"http\", \"https\", \"tcp\", \"command\", \"external\", \"all\", \"any\" or \"at_least\"",
                     );
                     None
                 }
@@ -553,6 +573,44 @@ impl Validator<'_> {
         }
         self.resolve_members(&mut out, &pending);
         out
+    }
+
+    fn external(&mut self, c: &RawCheck) -> Option<ProbeSpec> {
+        let mut foreign = Self::http_fields(c);
+        foreign.retain(|(field, _)| !["stale_after", "on_stale"].contains(field));
+        foreign.extend([
+            ("address", c.address.as_ref().map(|s| s.span())),
+            ("command", c.command.as_ref().map(|s| s.span())),
+            ("interval", c.interval.as_ref().map(|s| s.span())),
+            ("timeout", c.timeout.as_ref().map(|s| s.span())),
+        ]);
+        self.foreign("external", &foreign);
+        let stale_after = self.duration(
+            "stale_after",
+            c.stale_after.as_ref(),
+            Duration::from_secs(120),
+        );
+        let on_stale = match c
+            .on_stale
+            .as_ref()
+            .map(|s| (s.get_ref().as_str(), s.span()))
+        {
+            None | Some(("unhealthy", _)) => OnStale::Unhealthy,
+            Some(("healthy", _)) => OnStale::Healthy,
+            Some(("last", _)) => OnStale::Last,
+            Some((other, span)) => {
+                self.err(
+                    &span,
+                    format!("on_stale {other:?} is not known"),
+                    "use \"healthy\", \"unhealthy\" or \"last\"",
+                );
+                OnStale::Unhealthy
+            }
+        };
+        Some(ProbeSpec::External {
+            stale_after,
+            on_stale,
+        })
     }
 
     fn composite(&mut self, c: &RawCheck, kind: &str) -> Option<ProbeSpec> {
@@ -719,6 +777,8 @@ impl Validator<'_> {
             &[
                 ("address", c.address.as_ref().map(|s| s.span())),
                 ("command", c.command.as_ref().map(|s| s.span())),
+                ("stale_after", c.stale_after.as_ref().map(|s| s.span())),
+                ("on_stale", c.on_stale.as_ref().map(|s| s.span())),
             ],
         );
         let Some(url_raw) = &c.url else {
@@ -847,9 +907,12 @@ impl Validator<'_> {
         })
     }
 
-    /// The HTTP-only fields, for reporting them on other kinds.
+    /// The HTTP-only fields (and the external ones), for reporting them on
+    /// other kinds.
     fn http_fields(c: &RawCheck) -> Vec<(&'static str, Option<Range<usize>>)> {
         vec![
+            ("stale_after", c.stale_after.as_ref().map(|s| s.span())),
+            ("on_stale", c.on_stale.as_ref().map(|s| s.span())),
             ("url", c.url.as_ref().map(|s| s.span())),
             ("method", c.method.as_ref().map(|s| s.span())),
             ("headers", c.headers.as_ref().map(|s| s.span())),

@@ -70,6 +70,9 @@ pub struct RawCheck {
     // all / any / at_least
     pub checks: Option<Spanned<Vec<Spanned<String>>>>,
     pub at_least: Option<Spanned<i64>>,
+    // external
+    pub stale_after: Option<Spanned<String>>,
+    pub on_stale: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

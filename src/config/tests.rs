@@ -356,3 +356,35 @@ fn token_file_is_read_and_checked() {
     let err = validate(Path::new("cfg/t.toml"), &text, &read("# nobody\n")).unwrap_err();
     assert!(err.to_string().contains("holds no tokens"), "{err}");
 }
+
+#[test]
+fn external_checks_take_staleness_settings_only() {
+    let c = run("[[check]]\nname = \"e\"\nkind = \"external\"\n").unwrap();
+    assert_eq!(
+        c.checks[0].probe,
+        ProbeSpec::External {
+            stale_after: std::time::Duration::from_secs(120),
+            on_stale: OnStale::Unhealthy
+        }
+    );
+    assert_eq!(
+        (c.checks[0].timing.fall, c.checks[0].timing.rise),
+        (1, 1),
+        "one report moves it"
+    );
+    fails(
+        "[[check]]\nname = \"e\"\nkind = \"external\"\non_stale = \"maybe\"\n",
+        "on_stale \"maybe\" is not known",
+        7,
+    );
+    fails(
+        "[[check]]\nname = \"e\"\nkind = \"external\"\ninterval = \"1s\"\n",
+        "`interval` does not apply to external checks",
+        7,
+    );
+    fails(
+        "[[check]]\nname = \"t\"\nkind = \"tcp\"\naddress = \"h:1\"\nstale_after = \"1s\"\n",
+        "`stale_after` does not apply to tcp checks",
+        8,
+    );
+}

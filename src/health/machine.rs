@@ -50,6 +50,19 @@ impl CheckState {
         }
     }
 
+    /// Sets the state outright (a stale external check following its
+    /// policy); returns true when it changed.
+    pub fn force(&mut self, state: State, now: Instant) -> bool {
+        self.consecutive_ok = 0;
+        self.consecutive_fail = 0;
+        if self.state == state {
+            return false;
+        }
+        self.state = state;
+        self.since = now;
+        true
+    }
+
     /// Records a result; returns true when the state changed. The first result
     /// sets the state directly: at start-up one probe round decides.
     pub fn observe(&mut self, outcome: Outcome, timing: &Timing, now: Instant) -> bool {

@@ -29,7 +29,7 @@ pub fn build_probers(checks: &[CheckSpec]) -> anyhow::Result<Vec<Option<Arc<Prob
     checks
         .iter()
         .map(|c| match &c.probe {
-            ProbeSpec::Composite { .. } => Ok(None),
+            ProbeSpec::Composite { .. } | ProbeSpec::External { .. } => Ok(None),
             probe => Prober::new(probe, c.timing.timeout).map(|p| Some(Arc::new(p))),
         })
         .collect()

@@ -47,7 +47,9 @@ impl Prober {
                 address: address.clone(),
             },
             ProbeSpec::Command { argv } => Prober::Command { argv: argv.clone() },
-            ProbeSpec::Composite { .. } => anyhow::bail!("composite checks are not probed"),
+            ProbeSpec::Composite { .. } | ProbeSpec::External { .. } => {
+                anyhow::bail!("composite and external checks are not probed")
+            }
         })
     }
 

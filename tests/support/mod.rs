@@ -124,7 +124,7 @@ impl Server {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let server = Server {
+        let mut server = Server {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             dir: dir.to_path_buf(),
@@ -140,6 +140,9 @@ impl Server {
             .is_some()
             {
                 return server;
+            }
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("server exited ({status}); log:\n{}", server.log_text());
             }
             assert!(
                 start.elapsed() < DEADLINE,
