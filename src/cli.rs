@@ -58,6 +58,10 @@ impl Client {
         self.call(reqwest::Method::PUT, path, Some(body)).await
     }
 
+    pub async fn post(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::POST, path, None).await
+    }
+
     pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
         self.call(reqwest::Method::DELETE, path, None).await
     }

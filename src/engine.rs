@@ -43,6 +43,10 @@ pub struct Engine {
     /// then), and whether it has gone stale since.
     reported_at: Vec<Instant>,
     stale: Vec<bool>,
+    /// The probe loops of the current config, and their generation.
+    loops: Vec<tokio::task::JoinHandle<()>>,
+    generation: u64,
+    probe_tx: Option<mpsc::Sender<ProbeResult>>,
 }
 
 /// Requests from the admin API, answered through `reply`.
@@ -55,6 +59,11 @@ pub enum Command {
     ClearOverride {
         alias: String,
         by: String,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// A new configuration, validated off the engine.
+    Reload {
+        config: Box<Config>,
         reply: oneshot::Sender<Result<String, String>>,
     },
     /// A state pushed for an external check.
@@ -110,6 +119,9 @@ impl Engine {
             metrics,
             overrides: Overrides::new(),
             release: None,
+            loops: Vec::new(),
+            generation: 0,
+            probe_tx: None,
             reported_at: vec![now; config.checks.len()],
             stale: vec![false; config.checks.len()],
             answered_since: vec![now; config.aliases.len()],
@@ -471,6 +483,7 @@ impl Engine {
             Command::ClearOverride { alias, by, reply } => {
                 (self.clear_override(&alias, &by), reply)
             }
+            Command::Reload { config, reply } => (self.reload(*config), reply),
             Command::Report {
                 check,
                 healthy,
@@ -510,7 +523,15 @@ impl Engine {
             latency: std::time::Duration::ZERO,
             detail: format!("{detail} (reported by {by})"),
         };
-        self.observe(ProbeResult { check: i, outcome }, now);
+        let generation = self.generation;
+        self.observe(
+            ProbeResult {
+                check: i,
+                outcome,
+                generation,
+            },
+            now,
+        );
         Ok(format!(
             "{name} reported {}",
             if healthy { "healthy" } else { "unhealthy" }
@@ -559,6 +580,134 @@ impl Engine {
                 self.metrics.probe(name, 0.0, state.healthy(), true);
             }
         }
+    }
+
+    /// Starts the periodic probes (after the first round, which `serve` ran).
+    pub fn start_probing(
+        &mut self,
+        probers: &[Option<Arc<health::Prober>>],
+        tx: mpsc::Sender<ProbeResult>,
+    ) {
+        let waits = vec![false; probers.len()];
+        self.loops =
+            health::spawn_loops(probers, &self.config.checks, &tx, self.generation, &waits);
+        self.probe_tx = Some(tx);
+    }
+
+    /// Swaps in a new configuration. Checks whose definition did not change
+    /// keep their state and probe loop timing; new or changed ones start
+    /// without data (healthy) and are probed at once. Aliases keep their
+    /// answer where the Region still exists; serials move only for zones
+    /// whose served data changed.
+    fn reload(&mut self, new: Config) -> Result<String, String> {
+        let now = Instant::now();
+        let probers = health::build_probers(&new.checks).map_err(|e| format!("{e:#}"))?;
+        let old = std::mem::replace(&mut self.config, Arc::new(new));
+        if old.server.listen != self.config.server.listen
+            || old.admin_listen != self.config.admin_listen
+        {
+            tracing::warn!("listen addresses changed: they take effect at the next restart");
+        }
+        let mut checks = Vec::new();
+        let mut probe_now = Vec::new();
+        let (mut reported_at, mut stale) = (Vec::new(), Vec::new());
+        for c in &self.config.checks {
+            match old.checks.iter().position(|o| o == c) {
+                Some(j) => {
+                    checks.push(self.checks[j].clone());
+                    reported_at.push(self.reported_at[j]);
+                    stale.push(self.stale[j]);
+                    probe_now.push(false);
+                }
+                None => {
+                    checks.push(CheckState::new(now));
+                    reported_at.push(now);
+                    stale.push(false);
+                    probe_now.push(true);
+                }
+            }
+        }
+        (self.checks, self.reported_at, self.stale) = (checks, reported_at, stale);
+        // Previous answers, carried by alias name and Region.
+        let previous: Vec<(Option<Answer>, Instant)> = self
+            .config
+            .aliases
+            .iter()
+            .map(|a| {
+                let Some(j) = old.aliases.iter().position(|o| o.name == a.name) else {
+                    return (None, now);
+                };
+                let answer = match self.decisions[j].answer {
+                    Answer::Target(t) => {
+                        let region = &old.aliases[j].targets[t].region;
+                        a.targets
+                            .iter()
+                            .position(|n| &n.region == region)
+                            .map(Answer::Target)
+                    }
+                    other => Some(other),
+                };
+                (answer, self.answered_since[j])
+            })
+            .collect();
+        let old_answers: Vec<Option<Answer>> = previous.iter().map(|p| p.0).collect();
+        self.answered_since = previous.iter().map(|p| p.1).collect();
+        self.release = None;
+        self.drop_stale_overrides();
+        self.decisions = (0..self.config.aliases.len())
+            .map(|i| self.decide_alias(i, old_answers[i], now))
+            .collect();
+        for (i, d) in self.decisions.iter().enumerate() {
+            if Some(d.answer) != old_answers[i] {
+                self.answered_since[i] = now;
+            }
+        }
+        // Serials: by origin, moving only where the served data changed.
+        let persisted = self.store.load().unwrap_or_default();
+        let records = self.alias_records();
+        let (mut serials, mut digests) = (Vec::new(), Vec::new());
+        for (z, zone) in self.config.zones.iter().enumerate() {
+            let digest = zone_digest(
+                zone,
+                &records.iter().filter(|r| r.zone == z).collect::<Vec<_>>(),
+            );
+            let last = match old.zones.iter().position(|o| o.origin == zone.origin) {
+                Some(j) => Some(ZoneState {
+                    serial: self.serials[j],
+                    digest: self.digests[j].clone(),
+                }),
+                None => persisted.zones.get(&zone.origin.to_string()).cloned(),
+            };
+            serials.push(initial_serial(zone.soa.serial, last.as_ref(), &digest));
+            digests.push(digest);
+        }
+        (self.serials, self.digests) = (serials, digests);
+        if let Err(e) = self.persist() {
+            tracing::error!(error = format!("{e:#}"), "cannot persist serials");
+        }
+        self.publish_snapshot(&records);
+        // Probe loops: replaced as a set; results of the old ones are dropped.
+        for l in self.loops.drain(..) {
+            l.abort();
+        }
+        self.generation += 1;
+        if let Some(tx) = &self.probe_tx {
+            self.loops = health::spawn_loops(
+                &probers,
+                &self.config.checks,
+                tx,
+                self.generation,
+                &probe_now,
+            );
+        }
+        let fresh = probe_now.iter().filter(|p| **p).count();
+        tracing::warn!(checks_restarted = fresh, serials = ?self.serials, "configuration reloaded");
+        Ok(format!(
+            "reloaded: {} zones, {} checks ({fresh} new or changed), {} aliases",
+            self.config.zones.len(),
+            self.config.checks.len(),
+            self.config.aliases.len()
+        ))
     }
 
     fn find_alias(&self, name: &str) -> Result<usize, String> {
@@ -646,6 +795,9 @@ impl Engine {
                         probing = false;
                         continue;
                     };
+                    if result.generation != self.generation {
+                        continue;
+                    }
                     let now = Instant::now();
                     if self.observe(result, now) {
                         self.reevaluate(now);
@@ -671,4 +823,36 @@ fn log_outcome(check: &str, outcome: &Outcome) {
     } else {
         tracing::warn!(check, detail = %outcome.detail, latency_ms = outcome.latency.as_millis() as u64, "first probe: down");
     }
+}
+
+/// Loads and validates the configuration at `path` off the engine (file I/O
+/// on a blocking thread), then hands it over. A bad config changes nothing
+/// and comes back as the error, with every problem listed.
+pub async fn request_reload(
+    path: std::path::PathBuf,
+    commands: &mpsc::Sender<Command>,
+) -> Result<String, String> {
+    let loaded = tokio::task::spawn_blocking(move || crate::config::load(&path))
+        .await
+        .map_err(|e| format!("reload task failed: {e}"))?;
+    let config = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("reload refused, keeping the running configuration:\n{e}");
+            return Err(format!(
+                "reload refused, keeping the running configuration:\n{e}"
+            ));
+        }
+    };
+    let (reply, answer) = oneshot::channel();
+    commands
+        .send(Command::Reload {
+            config: Box::new(config),
+            reply,
+        })
+        .await
+        .map_err(|_| "the server is shutting down".to_string())?;
+    answer
+        .await
+        .map_err(|_| "the server is shutting down".to_string())?
 }

@@ -38,6 +38,11 @@ enum Command {
         #[command(flatten)]
         api: Api,
     },
+    /// Re-read the configuration and zone files of the running server.
+    Reload {
+        #[command(flatten)]
+        api: Api,
+    },
     /// Pin an alias to a target, or clear the pin.
     Override {
         #[command(subcommand)]
@@ -95,7 +100,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let path = match cli.command {
-        Command::Status { .. } | Command::Why { .. } | Command::Override { .. } => {
+        Command::Status { .. }
+        | Command::Why { .. }
+        | Command::Override { .. }
+        | Command::Reload { .. } => {
             return operator(cli.command);
         }
         Command::Serve { ref config } | Command::Check { ref config } => config.clone(),
@@ -117,7 +125,12 @@ fn main() -> ExitCode {
             print_check(&config);
             ExitCode::SUCCESS
         }
-        Command::Status { .. } | Command::Why { .. } | Command::Override { .. } => unreachable!(),
+        Command::Status { .. }
+        | Command::Why { .. }
+        | Command::Override { .. }
+        | Command::Reload { .. } => {
+            unreachable!("handled by operator()")
+        }
         Command::Serve { .. } => {
             let _ = rustls::crypto::ring::default_provider().install_default();
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -223,7 +236,11 @@ fn operator(command: Command) -> ExitCode {
                 let v = client(&api)?.delete(&format!("/v1/overrides/{alias}")).await?;
                 Ok(if api.json { v.to_string() } else { format!("{}\n", v["ok"].as_str().unwrap_or("done")) })
             }
-            Command::Serve { .. } | Command::Check { .. } => unreachable!(),
+            Command::Reload { api } => {
+                let v = client(&api)?.post("/v1/reload").await?;
+                Ok(if api.json { v.to_string() } else { format!("{}\n", v["ok"].as_str().unwrap_or("done")) })
+            }
+            Command::Serve { .. } | Command::Check { .. } => unreachable!("handled by main"),
         }
     });
     match result {

@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
 use crate::admin::{self, AdminState};
-use crate::engine::StatusCell;
+use crate::engine::{StatusCell, request_reload};
 use crate::metrics::Metrics;
 use crate::status::StatusView;
 
@@ -30,12 +30,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let ready = Arc::new(AtomicBool::new(false));
     let metrics = Arc::new(Metrics::new());
     let (command_tx, commands) = mpsc::channel(16);
+    let admin_commands = command_tx.clone();
     let admin_state = AdminState {
         status: status.clone(),
         ready: ready.clone(),
         metrics: metrics.clone(),
         tokens: Arc::new(config.admin_tokens.clone()),
-        commands: command_tx,
+        commands: admin_commands,
+        config_path: config.source.clone(),
     };
     let admin_listener = admin::bind(config.admin_listen).await?;
     tracing::info!(addr = %config.admin_listen, "admin API listening");
@@ -46,7 +48,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "running the first probe round"
     );
     let first = health::first_round(&probers, &config.checks).await;
-    let engine = Engine::start(
+    let mut engine = Engine::start(
         status,
         metrics.clone(),
         config.clone(),
@@ -63,7 +65,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     let (tx, rx) = mpsc::channel(1024);
-    let _loops = health::spawn_loops(&probers, &config.checks, tx);
+    engine.start_probing(&probers, tx);
+    let hup_commands = command_tx.clone();
+    let config_path = config.source.clone();
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading");
+            let _ = request_reload(config_path.clone(), &hup_commands).await;
+        }
+    });
     ready.store(true, Ordering::Release);
     tracing::info!("ready");
     let stop_tcp = server.shutdown_token().clone();

@@ -32,6 +32,8 @@ pub struct AdminState {
     /// Empty: mutations are disabled.
     pub tokens: Arc<Vec<AdminToken>>,
     pub commands: mpsc::Sender<Command>,
+    /// Re-read on `POST /v1/reload`.
+    pub config_path: std::path::PathBuf,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -42,6 +44,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/aliases/{name}", get(alias))
         .route("/v1/checks", get(checks))
         .route("/v1/checks/{name}", put(report))
+        .route("/v1/reload", axum::routing::post(reload))
         .route("/metrics", get(metrics))
         .route("/v1/overrides", get(overrides))
         .route(
@@ -348,4 +351,17 @@ async fn report(
         reply,
     };
     send(&s, command, answer).await
+}
+
+/// Re-reads the configuration file and zones; a bad config changes nothing.
+async fn reload(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    let by = match authorize(&s, &headers) {
+        Ok(by) => by,
+        Err((code, message)) => return error(code, message),
+    };
+    tracing::info!(by, "reload requested through the API");
+    match crate::engine::request_reload(s.config_path.clone(), &s.commands).await {
+        Ok(message) => Json(json!({ "ok": message })).into_response(),
+        Err(message) => error(StatusCode::BAD_REQUEST, &message),
+    }
 }

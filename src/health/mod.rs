@@ -22,6 +22,9 @@ pub use probe::Prober;
 pub struct ProbeResult {
     pub check: usize,
     pub outcome: Outcome,
+    /// Which set of probe loops sent it; results of loops replaced by a
+    /// reload are dropped.
+    pub generation: u64,
 }
 
 /// One prober per probed check; None for composites, which are derived.
@@ -76,7 +79,9 @@ fn jittered(interval: Duration) -> Duration {
 pub fn spawn_loops(
     probers: &[Option<Arc<Prober>>],
     checks: &[CheckSpec],
-    tx: mpsc::Sender<ProbeResult>,
+    tx: &mpsc::Sender<ProbeResult>,
+    generation: u64,
+    probe_now: &[bool],
 ) -> Vec<JoinHandle<()>> {
     probers
         .iter()
@@ -87,18 +92,20 @@ pub fn spawn_loops(
             let prober = Arc::clone(prober);
             let timing = check.timing;
             let tx = tx.clone();
+            let mut wait = !probe_now[index];
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(jittered(timing.interval)).await;
+                    if wait {
+                        tokio::time::sleep(jittered(timing.interval)).await;
+                    }
+                    wait = true;
                     let outcome = prober.probe(timing.timeout).await;
-                    if tx
-                        .send(ProbeResult {
-                            check: index,
-                            outcome,
-                        })
-                        .await
-                        .is_err()
-                    {
+                    let result = ProbeResult {
+                        check: index,
+                        outcome,
+                        generation,
+                    };
+                    if tx.send(result).await.is_err() {
                         return;
                     }
                 }

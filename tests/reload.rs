@@ -1,0 +1,182 @@
+//! Live reload: a bad config changes nothing; a good one swaps atomically;
+//! queries keep being answered through reloads and failovers.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use support::*;
+
+const TOKEN: &str = "0123456789abcdef0123";
+
+fn config(primary: (&str, &str), secondary: (&str, &str), pdx: &Endpoint) -> String {
+    format!(
+        r#"
+[[check]]
+name = "pdx"
+kind = "http"
+url = "{}"
+interval = "100ms"
+timeout = "80ms"
+fall = 1
+rise = 1
+
+[[alias]]
+name = "desktop.example.com"
+failback_after = "0s"
+targets = [
+  {{ region = "{}", connection_id = "{}", checks = ["pdx"] }},
+  {{ region = "{}", connection_id = "{}" }},
+]
+"#,
+        pdx.url(),
+        primary.0,
+        primary.1,
+        secondary.0,
+        secondary.1
+    )
+}
+
+/// Rewrites the config body (after the generated header) in place.
+fn rewrite(dir: &std::path::Path, body: &str) {
+    let path = dir.join("txtfailover.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let head_end = text.find("[[zone]]").unwrap();
+    let zone_end = head_end + text[head_end..].find("\n\n").unwrap() + 2;
+    std::fs::write(&path, format!("{}{body}", &text[..zone_end])).unwrap();
+}
+
+fn start(dir: &std::path::Path, body: &str) -> Server {
+    let port = free_port();
+    let path = write_config(dir, port, body, ZONE);
+    std::fs::write(dir.join("tokens"), format!("ops {TOKEN}\n")).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen("[admin]\n", "[admin]\ntoken_file = \"tokens\"\n", 1),
+    )
+    .unwrap();
+    Server::start_with(dir, &path, port)
+}
+
+fn reload(s: &Server) -> (u16, String) {
+    http(s.admin_addr(), "POST", "/v1/reload", Some(TOKEN), "")
+}
+
+#[test]
+fn bad_reload_keeps_the_running_config_and_says_why() {
+    let pdx = Endpoint::start("ok");
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(
+        dir.path(),
+        &config(("us-west-2", "PDX1"), ("us-east-1", "IAD2"), &pdx),
+    );
+    let serial = s.serial();
+    std::fs::write(
+        dir.path().join("zones/example.com.zone"),
+        format!("{ZONE}broken IN A 999.0.0.1\n"),
+    )
+    .unwrap();
+    let (code, text) = reload(&s);
+    assert_eq!(code, 400, "{text}");
+    assert!(
+        text.contains("example.com.zone:7") && text.contains("keeping the running configuration"),
+        "{text}"
+    );
+    assert_eq!(s.txt("desktop.example.com."), ["PDX1"]);
+    assert_eq!(s.serial(), serial);
+    assert_eq!(
+        s.udp(&plain_query("www.example.com.", RecordType::A))
+            .metadata
+            .response_code,
+        ResponseCode::NoError
+    );
+}
+
+#[test]
+fn reload_swapping_the_primary_changes_answer_and_serial_only_when_needed() {
+    let pdx = Endpoint::start("ok");
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(
+        dir.path(),
+        &config(("us-west-2", "PDX1"), ("us-east-1", "IAD2"), &pdx),
+    );
+    let serial = s.serial();
+    // Same config again: nothing served changes, so neither does the serial.
+    let (code, text) = reload(&s);
+    assert_eq!(code, 200, "{text}");
+    assert_eq!(s.serial(), serial);
+    // Swap the Regions' order: the answer moves at once, the serial forward.
+    rewrite(
+        dir.path(),
+        &config(("us-east-1", "IAD2"), ("us-west-2", "PDX1"), &pdx),
+    );
+    let (code, text) = reload(&s);
+    assert_eq!(code, 200, "{text}");
+    assert_eq!(s.txt("desktop.example.com."), ["IAD2"]);
+    assert!(s.serial() > serial);
+    // SIGHUP reloads too.
+    rewrite(
+        dir.path(),
+        &config(("us-west-2", "PDX9"), ("us-east-1", "IAD2"), &pdx),
+    );
+    let pid = s.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    s.wait_for_txt("desktop.example.com.", "PDX9");
+}
+
+#[test]
+fn no_query_is_lost_through_reloads_and_failovers() {
+    let pdx = Endpoint::start("ok");
+    let dir = tempfile::tempdir().unwrap();
+    let body_a = config(("us-west-2", "PDX1"), ("us-east-1", "IAD2"), &pdx);
+    let body_b = config(("us-east-1", "IAD2"), ("us-west-2", "PDX1"), &pdx);
+    let s = start(dir.path(), &body_a);
+    let addr = s.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    // A bounded load loop: sequential queries, each must be answered within 2 s.
+    let loader = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut sent, mut bad) = (0u32, Vec::new());
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline && sent < 200_000 {
+                sent += 1;
+                let q = plain_query("desktop.example.com.", RecordType::TXT);
+                match query_udp_timeout(addr, &q, Duration::from_secs(2)) {
+                    Some(r)
+                        if r.metadata.response_code == ResponseCode::NoError
+                            && txt_of(&r).len() == 1 => {}
+                    other => bad.push(format!("{other:?}")),
+                }
+            }
+            (sent, bad)
+        })
+    };
+    for round in 0..6 {
+        rewrite(dir.path(), if round % 2 == 0 { &body_b } else { &body_a });
+        assert_eq!(reload(&s).0, 200);
+        pdx.set_status(if round % 2 == 0 { 500 } else { 200 });
+        // Pacing, not readiness: let queries run between the events.
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (sent, bad) = loader.join().unwrap();
+    assert!(sent > 100, "the loop ran ({sent} queries)");
+    assert!(
+        bad.is_empty(),
+        "{} of {sent} queries failed: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(3)]
+    );
+}
