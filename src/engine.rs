@@ -22,6 +22,7 @@ use crate::state::{
     Override, Overrides, Persisted, StateStore, ZoneState, initial_serial, zone_digest,
 };
 use crate::status::{self, AliasView, CheckView, PolicyView, ResultView, StatusView, TargetView};
+use crate::webhook::AnswerChange;
 
 pub struct Engine {
     config: Arc<Config>,
@@ -47,6 +48,8 @@ pub struct Engine {
     loops: Vec<tokio::task::JoinHandle<()>>,
     generation: u64,
     probe_tx: Option<mpsc::Sender<ProbeResult>>,
+    /// Queue of the webhook delivery task, when webhooks are configured.
+    webhooks: Option<mpsc::Sender<AnswerChange>>,
 }
 
 /// Requests from the admin API, answered through `reply`.
@@ -122,6 +125,7 @@ impl Engine {
             loops: Vec::new(),
             generation: 0,
             probe_tx: None,
+            webhooks: crate::webhook::start(config.webhooks.clone()),
             reported_at: vec![now; config.checks.len()],
             stale: vec![false; config.checks.len()],
             answered_since: vec![now; config.aliases.len()],
@@ -425,6 +429,20 @@ impl Engine {
                 serial = self.serials[alias.zone],
                 "answer changed"
             );
+            if let Some(hooks) = &self.webhooks {
+                let change = AnswerChange {
+                    alias: alias.name.to_string(),
+                    from: self.describe(i, from),
+                    to: self.describe(i, d.answer),
+                    reason: d.reason.to_string(),
+                    serial: self.serials[alias.zone],
+                    time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+                };
+                // Never wait: a slow receiver must not hold up decisions.
+                if hooks.try_send(change).is_err() {
+                    tracing::warn!(alias = %alias.name, "webhook queue full: change not announced");
+                }
+            }
         }
         if let Err(e) = self.persist() {
             // Keep serving: the serial lives on in memory; the next change retries.
@@ -603,6 +621,10 @@ impl Engine {
         let now = Instant::now();
         let probers = health::build_probers(&new.checks).map_err(|e| format!("{e:#}"))?;
         let old = std::mem::replace(&mut self.config, Arc::new(new));
+        if old.webhooks != self.config.webhooks {
+            // The old task finishes what it has queued, then ends with its sender.
+            self.webhooks = crate::webhook::start(self.config.webhooks.clone());
+        }
         if old.server.listen != self.config.server.listen
             || old.admin_listen != self.config.admin_listen
         {

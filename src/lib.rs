@@ -14,4 +14,5 @@ pub mod serve;
 pub mod snapshot;
 pub mod state;
 pub mod status;
+pub mod webhook;
 pub mod zone;

@@ -40,8 +40,28 @@ pub struct Config {
     pub zones: Vec<StaticZone>,
     pub checks: Vec<CheckSpec>,
     pub aliases: Vec<AliasSpec>,
+    /// Where answer changes are announced.
+    pub webhooks: Vec<WebhookSpec>,
     /// Legal but questionable settings, shown by `check` and logged by `serve`.
     pub warnings: Vec<Problem>,
+}
+
+/// A URL told about every answer change; signed when `secret` is set.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSpec {
+    pub url: reqwest::Url,
+    pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for WebhookSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "WebhookSpec({}, signed: {})",
+            self.url,
+            self.secret.is_some()
+        )
+    }
 }
 
 /// An operator's token; the label names them in logs.
@@ -217,6 +237,7 @@ pub fn validate(
     let zones = v.zones(&raw, read);
     let checks = v.checks(&raw.checks);
     let aliases = v.aliases(&raw.aliases, &zones, &checks);
+    let webhooks = v.webhooks(&raw.webhooks, read);
     if !v.problems.is_empty() {
         return Err(ConfigError(v.problems));
     }
@@ -228,6 +249,7 @@ pub fn validate(
         zones,
         checks: checks.into_iter().map(|(c, _)| c).collect(),
         aliases,
+        webhooks,
         warnings: v.warnings,
     })
 }
@@ -407,6 +429,55 @@ impl Validator<'_> {
             }
         };
         (addr, tokens)
+    }
+
+    fn webhooks(
+        &mut self,
+        raw: &[Spanned<raw::RawWebhook>],
+        read: &dyn Fn(&Path) -> std::io::Result<String>,
+    ) -> Vec<WebhookSpec> {
+        let mut out = Vec::new();
+        for w in raw {
+            let w = w.get_ref();
+            let url = match reqwest::Url::parse(w.url.get_ref()) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => u,
+                _ => {
+                    self.err(
+                        &w.url.span(),
+                        format!("webhook url {:?} is not an http(s) URL", w.url.get_ref()),
+                        "write e.g. \"https://hooks.example.net/txtfailover\"",
+                    );
+                    continue;
+                }
+            };
+            let secret = match &w.secret_file {
+                None => None,
+                Some(f) => {
+                    let path = self.resolve_path(f.get_ref());
+                    match read(&path) {
+                        Ok(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+                        Ok(_) => {
+                            self.err(
+                                &f.span(),
+                                format!("secret_file {} is empty", path.display()),
+                                "put the shared secret on its first line",
+                            );
+                            None
+                        }
+                        Err(e) => {
+                            self.err(
+                                &f.span(),
+                                format!("cannot read secret_file {}: {e}", path.display()),
+                                "create it with the shared secret, readable by txtfailover only",
+                            );
+                            None
+                        }
+                    }
+                }
+            };
+            out.push(WebhookSpec { url, secret });
+        }
+        out
     }
 
     /// Reads `label token` lines; `#` starts a comment.

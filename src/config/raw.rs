@@ -19,6 +19,15 @@ pub struct RawConfig {
     pub checks: Vec<Spanned<RawCheck>>,
     #[serde(default, rename = "alias")]
     pub aliases: Vec<Spanned<RawAlias>>,
+    #[serde(default, rename = "webhook")]
+    pub webhooks: Vec<Spanned<RawWebhook>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub url: Spanned<String>,
+    pub secret_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

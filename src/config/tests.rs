@@ -388,3 +388,24 @@ fn external_checks_take_staleness_settings_only() {
         8,
     );
 }
+
+#[test]
+fn webhooks_need_http_urls_and_readable_secrets() {
+    let text =
+        format!("{HEAD}[[webhook]]\nurl = \"https://hooks.example.net/x\"\nsecret_file = \"s\"\n");
+    let c = validate(Path::new("cfg/t.toml"), &text, &|p: &Path| {
+        Ok(if p.ends_with("s") {
+            " k3y \n".into()
+        } else {
+            ZONE.into()
+        })
+    })
+    .unwrap();
+    assert_eq!(c.webhooks[0].secret.as_deref(), Some("k3y"));
+    assert!(!format!("{:?}", c.webhooks).contains("k3y"));
+    fails(
+        "[[webhook]]\nurl = \"ftp://x/\"\n",
+        "is not an http(s) URL",
+        5,
+    );
+}
