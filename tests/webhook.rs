@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
+/// Head and body of each request received.
+type Received = Arc<Mutex<Vec<(String, String)>>>;
+
 /// Receives POSTs; refuses the first with 500, accepts the rest.
-fn receiver() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+fn receiver() -> (String, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
