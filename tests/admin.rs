@@ -485,3 +485,60 @@ targets = [
         s.log_text()
     );
 }
+
+#[test]
+fn readyz_says_starting_until_the_first_probe_round_is_done() {
+    // An endpoint that accepts and never answers: the first round waits for the timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().take(1).collect();
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        drop(held);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[[check]]\nname = \"slow\"\nkind = \"http\"\nurl = \"http://{addr}/\"\ninterval = \"5s\"\ntimeout = \"1500ms\"\n\n\
+         [[alias]]\nname = \"desktop.example.com\"\ntargets = [{{ region = \"r\", connection_id = \"A\", checks = [\"slow\"] }}]\n"
+    );
+    let port = free_port();
+    let path = write_config(dir.path(), port, &config, ZONE);
+    let child = std::process::Command::new(bin())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let s = Server {
+        child,
+        addr: ([127, 0, 0, 1], port).into(),
+        dir: dir.path().to_path_buf(),
+        log: dir.path().join("none"),
+    };
+    let admin = s.admin_addr();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let mut saw_starting = false;
+    loop {
+        if std::net::TcpStream::connect(admin).is_ok() {
+            match http_get(admin, "/readyz") {
+                (503, body) => {
+                    assert_eq!(body, "starting\n");
+                    saw_starting = true;
+                }
+                (200, _) => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        saw_starting,
+        "/readyz answered 503 while the first round ran"
+    );
+    assert_eq!(
+        s.txt("desktop.example.com."),
+        ["A"],
+        "and DNS answers once ready"
+    );
+}
