@@ -414,6 +414,11 @@ impl Engine {
                 self.digests[z] = zone_digest(&self.config.zones[z], &in_zone);
             }
         }
+        // Durable before visible: a serial anyone has seen must survive a crash.
+        if let Err(e) = self.persist() {
+            // Keep serving: the serial lives on in memory; the next change retries.
+            tracing::error!(error = format!("{e:#}"), "cannot persist serials");
+        }
         self.publish_snapshot(&records);
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -443,10 +448,6 @@ impl Engine {
                     tracing::warn!(alias = %alias.name, "webhook queue full: change not announced");
                 }
             }
-        }
-        if let Err(e) = self.persist() {
-            // Keep serving: the serial lives on in memory; the next change retries.
-            tracing::error!(error = format!("{e:#}"), "cannot persist serials");
         }
     }
 
