@@ -165,6 +165,24 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The caller's label and their JSON request, or the response refusing them;
+/// `example` shows a well-formed body in the error.
+fn authorized_body<T: serde::de::DeserializeOwned>(
+    s: &AdminState,
+    headers: &HeaderMap,
+    body: &[u8],
+    example: &str,
+) -> Result<(String, T), Box<Response>> {
+    let by = authorize(s, headers).map_err(|(code, message)| Box::new(error(code, message)))?;
+    let req = serde_json::from_slice(body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            &format!("{e}; send {example}"),
+        ))
+    })?;
+    Ok((by, req))
+}
+
 async fn overrides(State(s): State<AdminState>) -> Response {
     let view = s.status.load();
     let list: Vec<_> = view
@@ -197,20 +215,10 @@ async fn set_override(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let by = match authorize(&s, &headers) {
-        Ok(by) => by,
-        Err((code, message)) => return error(code, message),
-    };
-    let req: OverrideRequest = match serde_json::from_slice(&body) {
+    let example = r#"{"target": "<region>", "reason": "...", "for": "2h"}"#;
+    let (by, req): (String, OverrideRequest) = match authorized_body(&s, &headers, &body, example) {
         Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!(
-                    "{e}; send {{\"target\": \"<region>\", \"reason\": \"...\", \"for\": \"2h\"}}"
-                ),
-            );
-        }
+        Err(r) => return *r,
     };
     if req.reason.trim().is_empty() {
         return error(
@@ -329,18 +337,10 @@ async fn report(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let by = match authorize(&s, &headers) {
-        Ok(by) => by,
-        Err((code, message)) => return error(code, message),
-    };
-    let req: ReportRequest = match serde_json::from_slice(&body) {
+    let example = r#"{"healthy": true, "detail": "alarm OK"}"#;
+    let (by, req): (String, ReportRequest) = match authorized_body(&s, &headers, &body, example) {
         Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("{e}; send {{\"healthy\": true, \"detail\": \"alarm OK\"}}"),
-            );
-        }
+        Err(r) => return *r,
     };
     let (reply, answer) = oneshot::channel();
     let command = Command::Report {
