@@ -122,8 +122,6 @@ targets = [
     assert!(answered >= 1.0, "{text}");
 }
 
-const TOKEN: &str = "0123456789abcdef0123";
-
 fn pinned_config(pdx: &Endpoint, iad: &Endpoint, failback: &str) -> String {
     format!(
         r#"
@@ -155,20 +153,6 @@ targets = [
     )
 }
 
-/// Starts a server whose config enables mutations with TOKEN (label "alice").
-fn start_with_token(dir: &std::path::Path, config: &str) -> Server {
-    let port = free_port();
-    let path = write_config(dir, port, config, ZONE);
-    std::fs::write(dir.join("tokens"), format!("# operators\nalice {TOKEN}\n")).unwrap();
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        text.replacen("[admin]\n", "[admin]\ntoken_file = \"tokens\"\n", 1),
-    )
-    .unwrap();
-    Server::start_with(dir, &path, port)
-}
-
 #[test]
 fn mutations_need_a_valid_token() {
     let (pdx, iad) = (Endpoint::start("ok"), Endpoint::start("ok"));
@@ -186,7 +170,7 @@ fn mutations_need_a_valid_token() {
     assert!(text.contains("token_file"));
 
     let dir = tempfile::tempdir().unwrap();
-    let s = start_with_token(dir.path(), &pinned_config(&pdx, &iad, "auto"));
+    let s = Server::start_with_token(dir.path(), &pinned_config(&pdx, &iad, "auto"));
     let path = "/v1/overrides/desktop.example.com";
     assert_eq!(http(s.admin_addr(), "PUT", path, None, body).0, 401);
     assert_eq!(
@@ -209,7 +193,7 @@ fn override_pins_survives_restart_and_expires() {
     let (pdx, iad) = (Endpoint::start("ok"), Endpoint::start("ok"));
     let dir = tempfile::tempdir().unwrap();
     let config = pinned_config(&pdx, &iad, "auto");
-    let s = start_with_token(dir.path(), &config);
+    let s = Server::start_with_token(dir.path(), &config);
     let serial = s.serial();
     let path = "/v1/overrides/desktop.example.com";
     let (code, text) = http(
@@ -279,7 +263,7 @@ fn override_pins_survives_restart_and_expires() {
 fn clearing_releases_a_manual_failback() {
     let (pdx, iad) = (Endpoint::start("ok"), Endpoint::start("ok"));
     let dir = tempfile::tempdir().unwrap();
-    let s = start_with_token(dir.path(), &pinned_config(&pdx, &iad, "manual"));
+    let s = Server::start_with_token(dir.path(), &pinned_config(&pdx, &iad, "manual"));
     pdx.set_status(500);
     s.wait_for_txt("desktop.example.com.", "IAD2");
     pdx.set_status(200);
@@ -322,7 +306,7 @@ fn cli(args: &[&str]) -> (bool, String, String) {
 fn cli_status_why_and_override_through_the_api() {
     let (pdx, iad) = (Endpoint::start("ok"), Endpoint::start("ok"));
     let dir = tempfile::tempdir().unwrap();
-    let s = start_with_token(dir.path(), &pinned_config(&pdx, &iad, "auto"));
+    let s = Server::start_with_token(dir.path(), &pinned_config(&pdx, &iad, "auto"));
     let admin = format!("http://{}", s.admin_addr());
     let token_file = dir.path().join("my-token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
@@ -422,7 +406,7 @@ targets = [
   { region = "us-east-1", connection_id = "IAD2" },
 ]
 "#;
-    let s = start_with_token(dir.path(), config);
+    let s = Server::start_with_token(dir.path(), config);
     // No report yet: no data counts as healthy.
     assert_eq!(s.txt("desktop.example.com."), ["PDX1"]);
     let path = "/v1/checks/cw-alarm";

@@ -11,8 +11,6 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use support::*;
 
-const TOKEN: &str = "0123456789abcdef0123";
-
 fn config(primary: (&str, &str), secondary: (&str, &str), pdx: &Endpoint) -> String {
     format!(
         r#"
@@ -50,19 +48,6 @@ fn rewrite(dir: &std::path::Path, body: &str) {
     std::fs::write(&path, format!("{}{body}", &text[..zone_end])).unwrap();
 }
 
-fn start(dir: &std::path::Path, body: &str) -> Server {
-    let port = free_port();
-    let path = write_config(dir, port, body, ZONE);
-    std::fs::write(dir.join("tokens"), format!("ops {TOKEN}\n")).unwrap();
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        text.replacen("[admin]\n", "[admin]\ntoken_file = \"tokens\"\n", 1),
-    )
-    .unwrap();
-    Server::start_with(dir, &path, port)
-}
-
 fn reload(s: &Server) -> (u16, String) {
     http(s.admin_addr(), "POST", "/v1/reload", Some(TOKEN), "")
 }
@@ -71,7 +56,7 @@ fn reload(s: &Server) -> (u16, String) {
 fn bad_reload_keeps_the_running_config_and_says_why() {
     let pdx = Endpoint::start("ok");
     let dir = tempfile::tempdir().unwrap();
-    let s = start(
+    let s = Server::start_with_token(
         dir.path(),
         &config(("us-west-2", "PDX1"), ("us-east-1", "IAD2"), &pdx),
     );
@@ -101,7 +86,7 @@ fn bad_reload_keeps_the_running_config_and_says_why() {
 fn reload_swapping_the_primary_changes_answer_and_serial_only_when_needed() {
     let pdx = Endpoint::start("ok");
     let dir = tempfile::tempdir().unwrap();
-    let s = start(
+    let s = Server::start_with_token(
         dir.path(),
         &config(("us-west-2", "PDX1"), ("us-east-1", "IAD2"), &pdx),
     );
@@ -141,7 +126,7 @@ fn no_query_is_lost_through_reloads_and_failovers() {
     let dir = tempfile::tempdir().unwrap();
     let body_a = config(("us-west-2", "PDX1"), ("us-east-1", "IAD2"), &pdx);
     let body_b = config(("us-east-1", "IAD2"), ("us-west-2", "PDX1"), &pdx);
-    let s = start(dir.path(), &body_a);
+    let s = Server::start_with_token(dir.path(), &body_a);
     let addr = s.addr;
     let stop = Arc::new(AtomicBool::new(false));
     // A bounded load loop: sequential queries, each must be answered within 2 s.

@@ -14,6 +14,8 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 
 pub const DEADLINE: Duration = Duration::from_secs(15);
+/// The admin token `Server::start_with_token` configures.
+pub const TOKEN: &str = "0123456789abcdef0123";
 
 /// A local HTTP endpoint answering every request with a status it can change.
 pub struct Endpoint {
@@ -111,6 +113,17 @@ impl Server {
     pub fn start(dir: &Path, config: &str, zone: &str) -> Server {
         let port = free_port();
         let path = write_config(dir, port, config, zone);
+        Server::start_with(dir, &path, port)
+    }
+
+    /// Like `start`, with `[admin] token_file` holding TOKEN for "alice".
+    pub fn start_with_token(dir: &Path, config: &str) -> Server {
+        let port = free_port();
+        let path = write_config(dir, port, config, ZONE);
+        std::fs::write(dir.join("tokens"), format!("# operators\nalice {TOKEN}\n")).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replacen("[admin]\n", "[admin]\ntoken_file = \"tokens\"\n", 1);
+        std::fs::write(&path, text).unwrap();
         Server::start_with(dir, &path, port)
     }
 
