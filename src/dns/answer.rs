@@ -228,6 +228,7 @@ pub fn respond_udp(snap: &Snapshot, query: &[u8]) -> Option<Vec<u8>> {
     let limit = udp_limit(request.edns.as_ref().map(|e| e.max_payload()));
     let bytes = response.to_vec().ok()?;
     if bytes.len() <= limit {
+        count_alias_answer(snap, &request, &response);
         return Some(bytes);
     }
     let mut truncated = Message::response(response.metadata.id, response.metadata.op_code);
@@ -236,6 +237,16 @@ pub fn respond_udp(snap: &Snapshot, query: &[u8]) -> Option<Vec<u8>> {
     truncated.queries = response.queries;
     truncated.edns = response.edns;
     truncated.to_vec().ok()
+}
+
+/// Counts an alias TXT answer sent by the full path (the fast path counts
+/// its own). Not in `respond`, which also renders the fast path's templates.
+pub fn count_alias_answer(snap: &Snapshot, request: &Message, response: &Message) {
+    if response.metadata.response_code == ResponseCode::NoError
+        && let [q] = request.queries.as_slice()
+    {
+        snap.count_answer(q.name(), q.query_type());
+    }
 }
 
 /// FORMERR for a message we cannot decode: header only, since nothing after

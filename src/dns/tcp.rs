@@ -41,12 +41,8 @@ impl RequestHandler for TcpHandler {
             Ok(message) => {
                 let snap = self.cell.load_full();
                 let response = answer::respond(&snap, &message);
-                if let (Some(r), [q]) = (&response, message.queries.as_slice())
-                    && r.metadata.response_code == ResponseCode::NoError
-                {
-                    snap.count_answer(q.name(), q.query_type());
-                }
                 if let Some(r) = &response {
+                    answer::count_alias_answer(&snap, &message, r);
                     self.metrics.response(true, r.metadata.response_code.low());
                 }
                 response

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use socket2::Socket;
 
 use crate::metrics::Metrics;
-use crate::snapshot::Snapshot;
 
 use super::answer;
 use crate::snapshot::SnapshotCell;
@@ -69,23 +68,11 @@ fn serve(socket: UdpSocket, cell: SnapshotCell, metrics: Arc<Metrics>) {
                     Some(bytes) => out = bytes,
                     None => continue,
                 }
-                count_slow_answer(&snap, query, &out);
             }
         }
         metrics.response(false, out[3]);
         if let Err(e) = socket.send_to(&out, src) {
             tracing::debug!(error = %e, %src, "udp send failed");
         }
-    }
-}
-
-/// Alias answers that took the full path are counted here (rare: unusual
-/// EDNS, truncation); the fast path counts its own.
-fn count_slow_answer(snap: &Snapshot, query: &[u8], response: &[u8]) {
-    if response[3] & 0x0F == 0
-        && let Ok(m) = hickory_proto::op::Message::from_vec(query)
-        && let [q] = m.queries.as_slice()
-    {
-        snap.count_answer(q.name(), q.query_type());
     }
 }
