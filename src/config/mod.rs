@@ -319,6 +319,28 @@ impl Validator<'_> {
         }
     }
 
+    /// One of a fixed set of words; the first option is the default.
+    fn choice<T: Copy>(
+        &mut self,
+        field: &str,
+        value: Option<&Spanned<String>>,
+        options: &[(&str, T)],
+    ) -> T {
+        let Some(value) = value else {
+            return options[0].1;
+        };
+        if let Some((_, v)) = options.iter().find(|(word, _)| word == value.get_ref()) {
+            return *v;
+        }
+        let words: Vec<String> = options.iter().map(|(w, _)| format!("{w:?}")).collect();
+        self.err(
+            &value.span(),
+            format!("{field} {:?} is not known", value.get_ref()),
+            format!("use one of {}", words.join(", ")),
+        );
+        options[0].1
+    }
+
     fn duration(
         &mut self,
         field: &str,
@@ -661,23 +683,15 @@ impl Validator<'_> {
             c.stale_after.as_ref(),
             Duration::from_secs(120),
         );
-        let on_stale = match c
-            .on_stale
-            .as_ref()
-            .map(|s| (s.get_ref().as_str(), s.span()))
-        {
-            None | Some(("unhealthy", _)) => OnStale::Unhealthy,
-            Some(("healthy", _)) => OnStale::Healthy,
-            Some(("last", _)) => OnStale::Last,
-            Some((other, span)) => {
-                self.err(
-                    &span,
-                    format!("on_stale {other:?} is not known"),
-                    "use \"healthy\", \"unhealthy\" or \"last\"",
-                );
-                OnStale::Unhealthy
-            }
-        };
+        let on_stale = self.choice(
+            "on_stale",
+            c.on_stale.as_ref(),
+            &[
+                ("unhealthy", OnStale::Unhealthy),
+                ("healthy", OnStale::Healthy),
+                ("last", OnStale::Last),
+            ],
+        );
         Some(ProbeSpec::External {
             stale_after,
             on_stale,
@@ -1140,40 +1154,21 @@ impl Validator<'_> {
                 let t = a.ttl.as_ref().expect("ttl above default was written");
                 self.warnings.push(self.map.at(&t.span(), format!("alias {name}: ttl {ttl} is above {TTL_WARN_ABOVE} s: resolvers keep the old Region that long after a failover")).hint("use 60 or less, as Route 53 advises for health-checked records"));
             }
-            let all_down = match a
-                .all_down
-                .as_ref()
-                .map(|s| (s.get_ref().as_str(), s.span()))
-            {
-                None | Some(("primary", _)) => AllDown::Primary,
-                Some(("last", _)) => AllDown::Last,
-                Some(("nodata", _)) => AllDown::NoData,
-                Some(("servfail", _)) => AllDown::ServFail,
-                Some((other, span)) => {
-                    self.err(
-                        &span,
-                        format!("all_down {other:?} is not known"),
-                        "use \"primary\", \"last\", \"nodata\" or \"servfail\"",
-                    );
-                    AllDown::Primary
-                }
-            };
-            let failback = match a
-                .failback
-                .as_ref()
-                .map(|s| (s.get_ref().as_str(), s.span()))
-            {
-                None | Some(("auto", _)) => Failback::Auto,
-                Some(("manual", _)) => Failback::Manual,
-                Some((other, span)) => {
-                    self.err(
-                        &span,
-                        format!("failback {other:?} is not known"),
-                        "use \"auto\" or \"manual\"",
-                    );
-                    Failback::Auto
-                }
-            };
+            let all_down = self.choice(
+                "all_down",
+                a.all_down.as_ref(),
+                &[
+                    ("primary", AllDown::Primary),
+                    ("last", AllDown::Last),
+                    ("nodata", AllDown::NoData),
+                    ("servfail", AllDown::ServFail),
+                ],
+            );
+            let failback = self.choice(
+                "failback",
+                a.failback.as_ref(),
+                &[("auto", Failback::Auto), ("manual", Failback::Manual)],
+            );
             let failback_after = match &a.failback_after {
                 Some(s) if s.get_ref().trim() == "0s" || s.get_ref().trim() == "0" => {
                     Duration::ZERO
