@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use hickory_proto::rr::LowerName;
+use hickory_proto::rr::{LowerName, Name};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
@@ -144,19 +144,34 @@ impl Engine {
             tracing::info!(alias = %alias.name, answer = %engine.describe(i, d.answer), reason = %d.reason, "initial answer");
         }
         let records = engine.alias_records();
-        for (z, zone) in engine.config.zones.iter().enumerate() {
-            let digest = zone_digest(
-                zone,
-                &records.iter().filter(|r| r.zone == z).collect::<Vec<_>>(),
-            );
-            let last = persisted.zones.get(&zone.origin.to_string());
-            engine.serials[z] = initial_serial(zone.soa.serial, last, &digest);
-            engine.digests[z] = digest;
-        }
+        engine.settle_serials(&records, |origin| {
+            persisted.zones.get(&origin.to_string()).cloned()
+        });
         engine.persist()?;
         engine.publish_snapshot(&records);
         engine.publish_status(now);
         Ok(engine)
+    }
+
+    /// Sets each zone's serial and digest for what it serves now, from the
+    /// zone's last served state (`last`): unchanged data keeps its serial.
+    fn settle_serials(
+        &mut self,
+        records: &[AliasRecord],
+        last: impl Fn(&Name) -> Option<ZoneState>,
+    ) {
+        let (mut serials, mut digests) = (Vec::new(), Vec::new());
+        for (z, zone) in self.config.zones.iter().enumerate() {
+            let in_zone: Vec<&AliasRecord> = records.iter().filter(|r| r.zone == z).collect();
+            let digest = zone_digest(zone, &in_zone);
+            serials.push(initial_serial(
+                zone.soa.serial,
+                last(&zone.origin).as_ref(),
+                &digest,
+            ));
+            digests.push(digest);
+        }
+        (self.serials, self.digests) = (serials, digests);
     }
 
     /// Builds the snapshot for the current answers and serials, with answer
@@ -688,23 +703,27 @@ impl Engine {
         // Serials: by origin, moving only where the served data changed.
         let persisted = self.store.load().unwrap_or_default();
         let records = self.alias_records();
-        let (mut serials, mut digests) = (Vec::new(), Vec::new());
-        for (z, zone) in self.config.zones.iter().enumerate() {
-            let digest = zone_digest(
-                zone,
-                &records.iter().filter(|r| r.zone == z).collect::<Vec<_>>(),
-            );
-            let last = match old.zones.iter().position(|o| o.origin == zone.origin) {
-                Some(j) => Some(ZoneState {
-                    serial: self.serials[j],
-                    digest: self.digests[j].clone(),
-                }),
-                None => persisted.zones.get(&zone.origin.to_string()).cloned(),
-            };
-            serials.push(initial_serial(zone.soa.serial, last.as_ref(), &digest));
-            digests.push(digest);
-        }
-        (self.serials, self.digests) = (serials, digests);
+        let in_memory: Vec<(Name, ZoneState)> = old
+            .zones
+            .iter()
+            .zip(self.serials.iter().zip(&self.digests))
+            .map(|(z, (serial, digest))| {
+                (
+                    z.origin.clone(),
+                    ZoneState {
+                        serial: *serial,
+                        digest: digest.clone(),
+                    },
+                )
+            })
+            .collect();
+        self.settle_serials(&records, |origin| {
+            in_memory
+                .iter()
+                .find(|(o, _)| o == origin)
+                .map(|(_, state)| state.clone())
+                .or_else(|| persisted.zones.get(&origin.to_string()).cloned())
+        });
         if let Err(e) = self.persist() {
             tracing::error!(error = format!("{e:#}"), "cannot persist serials");
         }
