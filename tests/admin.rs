@@ -290,18 +290,6 @@ fn clearing_releases_a_manual_failback() {
     s.wait_for_txt("desktop.example.com.", "PDX1");
 }
 
-fn cli(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(bin())
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn cli_status_why_and_override_through_the_api() {
     let (pdx, iad) = (Endpoint::start("ok"), Endpoint::start("ok"));

@@ -9,16 +9,7 @@ use support::*;
 
 fn check(dir: &std::path::Path, config: &str, zone: &str) -> (bool, String, String) {
     let path = write_config(dir, 5353, config, zone);
-    let out = Command::new(bin())
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    cli(&["check", "--config", path.to_str().unwrap()])
 }
 
 #[test]

@@ -87,6 +87,16 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_txtfailover")
 }
 
+/// Runs the binary with `args`: success, stdout, stderr.
+pub fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub const ZONE: &str = "$ORIGIN example.com.\n$TTL 3600\n\
 @ IN SOA ns1 hostmaster ( 5 7200 3600 1209600 60 )\n\
 @ IN NS ns1\n\
