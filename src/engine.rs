@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use hickory_proto::rr::{LowerName, Name};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::config::Config;
 use crate::config::{OnStale, ProbeSpec};
@@ -17,12 +17,18 @@ use crate::decide::{Answer, Decision, TargetHealth, decide};
 use crate::health::State;
 use crate::health::{self, CheckState, Outcome, ProbeResult};
 use crate::metrics::Metrics;
+use crate::snapshot::ZoneInput;
 use crate::snapshot::{AliasAnswer, AliasRecord, Snapshot, SnapshotCell};
 use crate::state::{
-    Override, Overrides, Persisted, StateStore, ZoneState, initial_serial, zone_digest,
+    Override, Overrides, Persisted, StateStore, ZoneState, initial_serial, unix_now, zone_digest,
 };
 use crate::status::{self, AliasView, CheckView, PolicyView, ResultView, StatusView, TargetView};
 use crate::webhook::AnswerChange;
+use crate::xfr::journal;
+use crate::xfr::notify::Notifier;
+use crate::xfr::secondary;
+use crate::xfr::tsig::Keyring;
+use crate::zone::StaticZone;
 
 pub struct Engine {
     config: Arc<Config>,
@@ -50,6 +56,22 @@ pub struct Engine {
     probe_tx: Option<mpsc::Sender<ProbeResult>>,
     /// Queue of the webhook delivery task, when webhooks are configured.
     webhooks: Option<mpsc::Sender<AnswerChange>>,
+    keys: Arc<Keyring>,
+    /// Per secondary zone (config order): the copy served, and its task.
+    secondaries: Vec<SecondaryZone>,
+    secondary_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Where secondary zone tasks report; set once they are started.
+    commands_tx: Option<mpsc::Sender<Command>>,
+    notifier: Notifier,
+}
+
+/// A secondary zone as the engine holds it.
+struct SecondaryZone {
+    /// The copy served; None before the first transfer and after expiry.
+    data: Option<StaticZone>,
+    held: secondary::Held,
+    /// Wakes the zone's task: the DNS front rings it on NOTIFY.
+    wake: Arc<Notify>,
 }
 
 /// Requests from the admin API, answered through `reply`.
@@ -69,6 +91,11 @@ pub enum Command {
         config: Box<Config>,
         reply: oneshot::Sender<Result<String, String>>,
     },
+    /// News from a secondary zone's transfer task.
+    Secondary {
+        origin: Name,
+        event: secondary::Event,
+    },
     /// A state pushed for an external check.
     Report {
         check: String,
@@ -77,12 +104,6 @@ pub enum Command {
         by: String,
         reply: oneshot::Sender<Result<String, String>>,
     },
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// The published operator view; the admin API reads it.
@@ -116,9 +137,22 @@ impl Engine {
             cell: Arc::new(ArcSwap::from_pointee(Snapshot::build(
                 &[],
                 &[],
-                &[],
                 HashMap::new(),
+                Arc::default(),
             ))),
+            keys: Arc::new(Keyring::new(&config.keys)),
+            secondaries: config
+                .secondaries
+                .iter()
+                .map(|_| SecondaryZone {
+                    data: None,
+                    held: secondary::Held::default(),
+                    wake: Arc::new(Notify::new()),
+                })
+                .collect(),
+            secondary_tasks: Vec::new(),
+            commands_tx: None,
+            notifier: Notifier::start(metrics.clone()),
             metrics,
             overrides: Overrides::new(),
             release: None,
@@ -168,6 +202,8 @@ impl Engine {
                 zone.soa.serial,
                 last(&zone.origin).as_ref(),
                 &digest,
+                zone.policy.serial,
+                unix_now(),
             ));
             digests.push(digest);
         }
@@ -191,15 +227,48 @@ impl Engine {
                 )
             })
             .collect();
-        for (zone, serial) in self.config.zones.iter().zip(&self.serials) {
-            self.metrics.serial(&zone.origin.to_string(), *serial);
+        let mut inputs: Vec<ZoneInput> = self
+            .config
+            .zones
+            .iter()
+            .zip(&self.serials)
+            .map(|(zone, &serial)| ZoneInput {
+                origin: &zone.origin,
+                data: Some(zone),
+                serial,
+                policy: &zone.policy,
+                refresh: None,
+            })
+            .collect();
+        for (spec, held) in self.config.secondaries.iter().zip(&self.secondaries) {
+            inputs.push(ZoneInput {
+                origin: &spec.origin,
+                data: held.data.as_ref(),
+                serial: held.data.as_ref().map_or(0, |d| d.soa.serial),
+                policy: &spec.policy,
+                refresh: Some(held.wake.clone()),
+            });
         }
-        self.cell.store(Arc::new(Snapshot::build(
-            &self.config.zones,
-            &self.serials,
-            records,
-            counters,
-        )));
+        let old = self.cell.load_full();
+        let mut snap = Snapshot::build(&inputs, records, counters, self.keys.clone());
+        journal::carry(&mut snap, &old);
+        for zone in &snap.zones {
+            if !zone.available {
+                continue;
+            }
+            self.metrics.serial(&zone.origin.to_string(), zone.serial);
+            let moved = old
+                .zone(&zone.origin)
+                .is_none_or(|o| !o.available || o.serial != zone.serial);
+            if moved && !zone.policy.notify.is_empty() {
+                self.notifier.announce(
+                    zone.soa.clone(),
+                    zone.policy.notify.clone(),
+                    self.keys.clone(),
+                );
+            }
+        }
+        self.cell.store(Arc::new(snap));
     }
 
     pub fn cell(&self) -> SnapshotCell {
@@ -424,7 +493,10 @@ impl Engine {
         let records = self.alias_records();
         for (z, changed) in changed_zones.iter().enumerate() {
             if *changed {
-                self.serials[z] = self.serials[z].wrapping_add(1);
+                self.serials[z] = self.config.zones[z]
+                    .policy
+                    .serial
+                    .next(self.serials[z], unix_now());
                 let in_zone: Vec<&AliasRecord> = records.iter().filter(|r| r.zone == z).collect();
                 self.digests[z] = zone_digest(&self.config.zones[z], &in_zone);
             }
@@ -518,6 +590,10 @@ impl Engine {
                 (self.clear_override(&alias, &by), reply)
             }
             Command::Reload { config, reply } => (self.reload(*config), reply),
+            Command::Secondary { origin, event } => {
+                self.secondary_event(&origin, event);
+                return;
+            }
             Command::Report {
                 check,
                 healthy,
@@ -616,6 +692,69 @@ impl Engine {
         }
     }
 
+    /// Applies what a secondary zone's task found.
+    fn secondary_event(&mut self, origin: &Name, event: secondary::Event) {
+        let Some(i) = self
+            .config
+            .secondaries
+            .iter()
+            .position(|s| &s.origin == origin)
+        else {
+            return; // a task of a zone reloaded away
+        };
+        let z = &mut self.secondaries[i];
+        let now = tokio::time::Instant::now();
+        match event {
+            secondary::Event::Loaded(zone) => {
+                z.held = secondary::Held {
+                    soa: Some(zone.soa.clone()),
+                    checked: Some(now),
+                };
+                z.data = Some(*zone);
+            }
+            secondary::Event::Current => {
+                z.held.checked = Some(now);
+                if z.data.is_some() {
+                    return;
+                }
+            }
+            secondary::Event::Expired => z.data = None,
+        }
+        let records = self.alias_records();
+        self.publish_snapshot(&records);
+    }
+
+    /// Starts the transfer tasks of secondary zones; they report through
+    /// `commands`.
+    pub fn start_secondaries(&mut self, commands: mpsc::Sender<Command>) {
+        self.commands_tx = Some(commands);
+        self.respawn_secondaries();
+    }
+
+    fn respawn_secondaries(&mut self) {
+        for t in self.secondary_tasks.drain(..) {
+            t.abort();
+        }
+        let Some(tx) = &self.commands_tx else {
+            return;
+        };
+        self.secondary_tasks = self
+            .config
+            .secondaries
+            .iter()
+            .zip(&self.secondaries)
+            .map(|(spec, z)| {
+                secondary::spawn(
+                    spec.clone(),
+                    self.keys.clone(),
+                    z.wake.clone(),
+                    z.held.clone(),
+                    tx.clone(),
+                )
+            })
+            .collect();
+    }
+
     /// Starts the periodic probes (after the first round, which `serve` ran).
     pub fn start_probing(
         &mut self,
@@ -700,6 +839,38 @@ impl Engine {
                 self.answered_since[i] = now;
             }
         }
+        // Secondary zones keep their copy by origin, under the new policy.
+        let mut old_secondaries = std::mem::take(&mut self.secondaries);
+        self.keys = Arc::new(Keyring::new(&self.config.keys));
+        self.secondaries = self
+            .config
+            .secondaries
+            .iter()
+            .map(
+                |spec| match old.secondaries.iter().position(|o| o.origin == spec.origin) {
+                    Some(j) => {
+                        let mut z = std::mem::replace(
+                            &mut old_secondaries[j],
+                            SecondaryZone {
+                                data: None,
+                                held: secondary::Held::default(),
+                                wake: Arc::new(Notify::new()),
+                            },
+                        );
+                        if let Some(d) = &mut z.data {
+                            d.policy = spec.policy.clone();
+                        }
+                        z
+                    }
+                    None => SecondaryZone {
+                        data: None,
+                        held: secondary::Held::default(),
+                        wake: Arc::new(Notify::new()),
+                    },
+                },
+            )
+            .collect();
+        self.respawn_secondaries();
         // Serials: by origin, moving only where the served data changed.
         let persisted = self.store.load().unwrap_or_default();
         let records = self.alias_records();

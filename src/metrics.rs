@@ -24,6 +24,9 @@ pub struct Metrics {
     answer_changes: Family<Labels, Counter>,
     last_change: Gauge,
     serial: Family<Labels, Gauge>,
+    transfers: Family<Labels, Counter>,
+    transfer_messages: Family<Labels, Counter>,
+    notifies: Family<Labels, Counter>,
 }
 
 const RCODES: [&str; 16] = [
@@ -100,6 +103,24 @@ impl Metrics {
         );
         let serial = Family::default();
         registry.register("zone_serial", "SOA serial served per zone", serial.clone());
+        let transfers = Family::default();
+        registry.register(
+            "transfers",
+            "Zone transfer requests by zone, kind (axfr, ixfr, ixfr_full, ixfr_current, soa_only) and result",
+            transfers.clone(),
+        );
+        let transfer_messages = Family::default();
+        registry.register(
+            "transfer_messages",
+            "DNS messages sent in zone transfer responses, by zone",
+            transfer_messages.clone(),
+        );
+        let notifies = Family::default();
+        registry.register(
+            "notify_messages",
+            "NOTIFY messages by zone, direction (sent, received) and result",
+            notifies.clone(),
+        );
         let build: Family<Labels, Gauge> = Family::default();
         registry.register("build_info", "Version of the running binary", build.clone());
         build
@@ -116,6 +137,9 @@ impl Metrics {
             answer_changes,
             last_change,
             serial,
+            transfers,
+            transfer_messages,
+            notifies,
         }
     }
 
@@ -154,6 +178,31 @@ impl Metrics {
         self.serial
             .get_or_create(&vec![("zone", zone.to_string())])
             .set(i64::from(serial));
+    }
+
+    /// One transfer request answered (or refused), and how many messages
+    /// the answer took.
+    pub fn transfer(&self, zone: &str, kind: &str, result: &str, messages: usize) {
+        self.transfers
+            .get_or_create(&vec![
+                ("zone", zone.to_string()),
+                ("kind", kind.to_string()),
+                ("result", result.to_string()),
+            ])
+            .inc();
+        self.transfer_messages
+            .get_or_create(&vec![("zone", zone.to_string())])
+            .inc_by(messages as u64);
+    }
+
+    pub fn notify(&self, zone: &str, direction: &str, result: &str) {
+        self.notifies
+            .get_or_create(&vec![
+                ("zone", zone.to_string()),
+                ("direction", direction.to_string()),
+                ("result", result.to_string()),
+            ])
+            .inc();
     }
 
     pub fn render(&self) -> String {

@@ -11,7 +11,12 @@ use hickory_proto::rr::rdata::{SOA, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use prometheus_client::metrics::counter::Counter;
 
+use tokio::sync::Notify;
+
+use crate::config::ZonePolicy;
 use crate::dns::fast::FastIndex;
+use crate::xfr::journal::Journal;
+use crate::xfr::tsig::Keyring;
 use crate::zone::StaticZone;
 
 /// The published snapshot. The DNS front only ever reads it.
@@ -71,6 +76,14 @@ pub struct ServedZone {
     /// min(SOA TTL, SOA MINIMUM): the TTL of the SOA in negative answers.
     pub negative_ttl: u32,
     pub nodes: HashMap<LowerName, Node>,
+    /// False for a secondary zone with no data yet, or expired: SERVFAIL.
+    pub available: bool,
+    /// Who may transfer it, whom to NOTIFY, who may NOTIFY us.
+    pub policy: Arc<ZonePolicy>,
+    /// Recent changes, for IXFR.
+    pub journal: Arc<Journal>,
+    /// For a secondary zone: wakes its transfer task (an incoming NOTIFY).
+    pub refresh: Option<Arc<Notify>>,
 }
 
 impl ServedZone {
@@ -83,6 +96,19 @@ impl ServedZone {
         let mut soa = self.soa.clone();
         soa.ttl = self.negative_ttl;
         soa
+    }
+
+    /// Every record but the SOA, sorted by owner and type: a stable order
+    /// for transfers and for differences between versions.
+    pub fn records(&self) -> Vec<Record> {
+        let mut owners: Vec<(&LowerName, &Node)> = self.nodes.iter().collect();
+        owners.sort_by(|a, b| a.0.cmp(b.0));
+        owners
+            .into_iter()
+            .flat_map(|(_, node)| node.rrsets.iter())
+            .filter(|(t, _)| *t != RecordType::SOA)
+            .flat_map(|(_, records)| records.iter().cloned())
+            .collect()
     }
 
     /// The zone cut at or above `name` (below the apex), if any.
@@ -106,23 +132,40 @@ pub struct Snapshot {
     pub fast: FastIndex,
     /// Per alias name, the counter of TXT answers with its current identifier.
     pub answer_counters: HashMap<LowerName, Counter>,
+    /// TSIG keys that may sign requests.
+    pub keys: Arc<Keyring>,
+}
+
+/// One zone to serve, whatever its source.
+pub struct ZoneInput<'a> {
+    pub origin: &'a Name,
+    /// None: a secondary zone with nothing (valid) to serve.
+    pub data: Option<&'a StaticZone>,
+    pub serial: u32,
+    pub policy: &'a ZonePolicy,
+    pub refresh: Option<Arc<Notify>>,
 }
 
 impl Snapshot {
-    /// Builds the table. `serials[i]` is the serial of `zones[i]`.
+    /// Builds the table; `AliasRecord::zone` indexes `zones`.
     pub fn build(
-        zones: &[StaticZone],
-        serials: &[u32],
+        zones: &[ZoneInput],
         aliases: &[AliasRecord],
         answer_counters: HashMap<LowerName, Counter>,
+        keys: Arc<Keyring>,
     ) -> Snapshot {
         let mut served: Vec<ServedZone> = zones
             .iter()
-            .zip(serials)
             .enumerate()
-            .map(|(i, (z, &serial))| {
+            .map(|(i, input)| {
                 let in_zone = aliases.iter().filter(|a| a.zone == i);
-                served_zone(z, serial, in_zone)
+                let mut z = match input.data {
+                    Some(data) => served_zone(data, input.serial, in_zone),
+                    None => unavailable(input.origin),
+                };
+                z.policy = Arc::new(input.policy.clone());
+                z.refresh = input.refresh.clone();
+                z
             })
             .collect();
         served.sort_by_key(|z| std::cmp::Reverse(z.origin.num_labels()));
@@ -130,6 +173,7 @@ impl Snapshot {
             zones: served,
             fast: FastIndex::default(),
             answer_counters,
+            keys,
         };
         snap.fast = FastIndex::build(&snap);
         snap
@@ -207,5 +251,25 @@ fn served_zone<'a>(
         soa,
         negative_ttl: zone.negative_ttl(),
         nodes,
+        available: true,
+        policy: Arc::default(),
+        journal: Arc::default(),
+        refresh: None,
+    }
+}
+
+/// A zone we answer SERVFAIL for: configured, but without data to serve.
+fn unavailable(origin: &Name) -> ServedZone {
+    let soa = SOA::new(origin.clone(), origin.clone(), 0, 0, 0, 0, 0);
+    ServedZone {
+        origin: origin.clone(),
+        serial: 0,
+        soa: Record::from_rdata(origin.clone(), 0, RData::SOA(soa)),
+        negative_ttl: 0,
+        nodes: HashMap::new(),
+        available: false,
+        policy: Arc::default(),
+        journal: Arc::default(),
+        refresh: None,
     }
 }

@@ -11,6 +11,7 @@ use anyhow::Context;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::serial::{SerialScheme, serial_gt};
 use crate::snapshot::AliasRecord;
 use crate::zone::StaticZone;
 
@@ -112,19 +113,28 @@ pub struct Override {
     pub until: Option<u64>,
 }
 
-/// RFC 1982: is `a` later than `b`?
-pub fn serial_gt(a: u32, b: u32) -> bool {
-    a != b && a.wrapping_sub(b) < (1 << 31)
+/// Seconds since 1970 by the system clock (0 if it is set before then).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The serial to serve at start: the zone file's if an operator raised it,
-/// else the last one served, moved forward if the data changed since.
-pub fn initial_serial(file_serial: u32, last: Option<&ZoneState>, digest: &str) -> u32 {
+/// else the last one served, moved forward by the zone's scheme if the data
+/// changed since.
+pub fn initial_serial(
+    file_serial: u32,
+    last: Option<&ZoneState>,
+    digest: &str,
+    scheme: SerialScheme,
+    unix_now: u64,
+) -> u32 {
     match last {
         None => file_serial,
         Some(last) if serial_gt(file_serial, last.serial) => file_serial,
         Some(last) if last.digest == digest => last.serial,
-        Some(last) => last.serial.wrapping_add(1),
+        Some(last) => scheme.next(last.serial, unix_now),
     }
 }
 
@@ -154,23 +164,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn serial_arithmetic_wraps() {
-        assert!(serial_gt(1, 0));
-        assert!(serial_gt(0, u32::MAX));
-        assert!(!serial_gt(5, 5));
-        assert!(!serial_gt(u32::MAX, 0));
-    }
-
-    #[test]
     fn initial_serial_never_goes_back() {
         let last = ZoneState {
             serial: 100,
             digest: "d".into(),
         };
-        assert_eq!(initial_serial(7, None, "d"), 7);
-        assert_eq!(initial_serial(7, Some(&last), "d"), 100);
-        assert_eq!(initial_serial(7, Some(&last), "other"), 101);
-        assert_eq!(initial_serial(200, Some(&last), "d"), 200);
+        let inc = SerialScheme::Increment;
+        assert_eq!(initial_serial(7, None, "d", inc, 0), 7);
+        assert_eq!(initial_serial(7, Some(&last), "d", inc, 0), 100);
+        assert_eq!(initial_serial(7, Some(&last), "other", inc, 0), 101);
+        assert_eq!(initial_serial(200, Some(&last), "d", inc, 0), 200);
+        let unix = SerialScheme::UnixTime;
+        assert_eq!(
+            initial_serial(7, Some(&last), "other", unix, 1_795_000_000),
+            1_795_000_000
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod error;
 mod raw;
+mod transfer;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use crate::zone::{StaticZone, parse_zone};
 use error::SourceMap;
 pub use error::{ConfigError, Problem};
 use raw::{RawAlias, RawCheck, RawConfig, RawServer};
+pub use transfer::{AccessRule, Remote, SecondarySpec, TsigKey, ZonePolicy, allowed};
 
 pub const DEFAULT_CONFIG: &str = "config/txtfailover.toml";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
@@ -37,7 +39,11 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// Bearer tokens allowed to change things; empty disables mutations.
     pub admin_tokens: Vec<AdminToken>,
+    /// Zones served from their files (primary zones).
     pub zones: Vec<StaticZone>,
+    /// Zones served from transfers.
+    pub secondaries: Vec<SecondarySpec>,
+    pub keys: Vec<TsigKey>,
     pub checks: Vec<CheckSpec>,
     pub aliases: Vec<AliasSpec>,
     /// Where answer changes are announced.
@@ -234,7 +240,8 @@ pub fn validate(
     };
     let server = v.server(raw.server.as_ref());
     let (admin_listen, admin_tokens) = v.admin(raw.admin.as_ref(), read);
-    let zones = v.zones(&raw, read);
+    let keys = v.keys(&raw.keys, read);
+    let (zones, secondaries) = v.zones(&raw, &keys, read);
     let checks = v.checks(&raw.checks);
     let aliases = v.aliases(&raw.aliases, &zones, &checks);
     let webhooks = v.webhooks(&raw.webhooks, read);
@@ -247,6 +254,8 @@ pub fn validate(
         admin_listen,
         admin_tokens,
         zones,
+        secondaries,
+        keys,
         checks: checks.into_iter().map(|(c, _)| c).collect(),
         aliases,
         webhooks,
@@ -547,9 +556,12 @@ impl Validator<'_> {
     fn zones(
         &mut self,
         raw: &RawConfig,
+        keys: &[TsigKey],
         read: &dyn Fn(&Path) -> std::io::Result<String>,
-    ) -> Vec<StaticZone> {
+    ) -> (Vec<StaticZone>, Vec<SecondarySpec>) {
         let mut zones: Vec<StaticZone> = Vec::new();
+        let mut secondaries: Vec<SecondarySpec> = Vec::new();
+        let mut origins: Vec<Name> = Vec::new();
         if raw.zones.is_empty() {
             self.problems.push(
                 Problem::new(self.map.file, 0, 0, "no [[zone]] is configured")
@@ -572,7 +584,7 @@ impl Validator<'_> {
                     continue;
                 }
             };
-            if zones.iter().any(|o| o.origin == origin) {
+            if origins.contains(&origin) {
                 self.err(
                     &z.origin.span(),
                     format!("zone {origin} is configured twice"),
@@ -580,12 +592,43 @@ impl Validator<'_> {
                 );
                 continue;
             }
-            let file = self.resolve_path(z.file.get_ref());
+            origins.push(origin.clone());
+            let policy = self.zone_policy(z, keys);
+            let file = match (&z.file, &z.primaries) {
+                (Some(file), None) => file,
+                (None, Some(p)) if !p.is_empty() => {
+                    let primaries = self.remotes(p, keys, "primaries");
+                    secondaries.push(SecondarySpec {
+                        origin,
+                        primaries,
+                        policy,
+                    });
+                    continue;
+                }
+                (Some(_), Some(_)) => {
+                    self.err(
+                        &z.origin.span(),
+                        format!("zone {origin} has both `file` and `primaries`"),
+                        "a zone is served from its file (primary) or transferred from `primaries` (secondary), not both",
+                    );
+                    continue;
+                }
+                _ => {
+                    self.err(
+                        &z.origin.span(),
+                        format!("zone {origin} has neither `file` nor `primaries`"),
+                        "add `file` to serve it from a zone file, or `primaries` to transfer it from another server",
+                    );
+                    continue;
+                }
+            };
+            let file_span = file.span();
+            let file = self.resolve_path(file.get_ref());
             let text = match read(&file) {
                 Ok(t) => t,
                 Err(e) => {
                     self.err(
-                        &z.file.span(),
+                        &file_span,
                         format!("cannot read zone file {}: {e}", file.display()),
                         "check the path; relative paths start at the config file's directory",
                     );
@@ -593,11 +636,11 @@ impl Validator<'_> {
                 }
             };
             match parse_zone(&text, &file, &origin) {
-                Ok(zone) => zones.push(zone),
+                Ok(zone) => zones.push(StaticZone { policy, ..zone }),
                 Err(problems) => self.problems.extend(problems),
             }
         }
-        zones
+        (zones, secondaries)
     }
 
     fn checks(&mut self, raw: &[Spanned<RawCheck>]) -> Vec<(CheckSpec, Range<usize>)> {

@@ -21,6 +21,34 @@ pub struct RawConfig {
     pub aliases: Vec<Spanned<RawAlias>>,
     #[serde(default, rename = "webhook")]
     pub webhooks: Vec<Spanned<RawWebhook>>,
+    #[serde(default, rename = "key")]
+    pub keys: Vec<Spanned<RawKey>>,
+}
+
+/// A TSIG key, inline or from a file in BIND's `key` syntax.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    pub name: Option<Spanned<String>>,
+    pub algorithm: Option<Spanned<String>>,
+    pub secret: Option<Spanned<String>>,
+    pub file: Option<Spanned<String>>,
+}
+
+/// Who may do something: a source network list and/or a TSIG key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccess {
+    pub from: Option<Vec<Spanned<String>>>,
+    pub key: Option<Spanned<String>>,
+}
+
+/// Another server: where to send NOTIFY, or where to transfer from.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRemote {
+    pub address: Spanned<String>,
+    pub key: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,7 +78,13 @@ pub struct RawAdmin {
 #[serde(deny_unknown_fields)]
 pub struct RawZone {
     pub origin: Spanned<String>,
-    pub file: Spanned<String>,
+    pub file: Option<Spanned<String>>,
+    pub serial: Option<Spanned<String>>,
+    pub allow_transfer: Option<Vec<Spanned<RawAccess>>>,
+    pub notify: Option<Vec<Spanned<RawRemote>>>,
+    /// Makes this a secondary zone, transferred from these servers.
+    pub primaries: Option<Vec<Spanned<RawRemote>>>,
+    pub allow_notify: Option<Vec<Spanned<RawAccess>>>,
 }
 
 /// One flat record for every check kind; which fields apply depends on

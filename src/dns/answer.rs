@@ -145,20 +145,10 @@ pub fn respond(snap: &Snapshot, request: &Message) -> Option<Message> {
     if request.metadata.message_type == MessageType::Response {
         return None;
     }
-    let mut response = Message::response(request.metadata.id, request.metadata.op_code);
-    response.metadata.recursion_desired = request.metadata.recursion_desired;
-    response.metadata.checking_disabled = request.metadata.checking_disabled;
-    response.queries = request.queries.clone();
-    if let Some(req_edns) = &request.edns {
-        let mut edns = Edns::new();
-        edns.set_max_payload(UDP_PAYLOAD);
-        edns.set_version(0);
-        edns.set_dnssec_ok(req_edns.flags().dnssec_ok);
-        response.edns = Some(edns);
-        if req_edns.version() > 0 {
-            response.metadata.response_code = ResponseCode::BADVERS;
-            return Some(response);
-        }
+    let mut response = base(request);
+    if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+        response.metadata.response_code = ResponseCode::BADVERS;
+        return Some(response);
     }
     let rcode = |response: &mut Message, rcode| {
         response.metadata.response_code = rcode;
@@ -188,6 +178,23 @@ pub fn respond(snap: &Snapshot, request: &Message) -> Option<Message> {
     Some(response)
 }
 
+/// An empty response to `request`: its ID, opcode, RD and CD, question,
+/// and our EDNS when it used EDNS.
+pub fn base(request: &Message) -> Message {
+    let mut response = Message::response(request.metadata.id, request.metadata.op_code);
+    response.metadata.recursion_desired = request.metadata.recursion_desired;
+    response.metadata.checking_disabled = request.metadata.checking_disabled;
+    response.queries = request.queries.clone();
+    if let Some(req_edns) = &request.edns {
+        let mut edns = Edns::new();
+        edns.set_max_payload(UDP_PAYLOAD);
+        edns.set_version(0);
+        edns.set_dnssec_ok(req_edns.flags().dnssec_ok);
+        response.edns = Some(edns);
+    }
+    response
+}
+
 /// Questions answered with an error before any lookup.
 fn refuse_question(query: &Query) -> Option<ResponseCode> {
     if query.query_class() != DNSClass::IN {
@@ -215,28 +222,6 @@ pub fn udp_limit(request_payload: Option<u16>) -> usize {
         None => 512,
         Some(p) => usize::from(p.clamp(512, UDP_PAYLOAD)),
     }
-}
-
-/// Answers raw UDP bytes: decode, respond, encode within the size limit
-/// (truncating with TC when the answer does not fit).
-pub fn respond_udp(snap: &Snapshot, query: &[u8]) -> Option<Vec<u8>> {
-    let request = match Message::from_vec(query) {
-        Ok(m) => m,
-        Err(_) => return formerr(query),
-    };
-    let response = respond(snap, &request)?;
-    let limit = udp_limit(request.edns.as_ref().map(|e| e.max_payload()));
-    let bytes = response.to_vec().ok()?;
-    if bytes.len() <= limit {
-        count_alias_answer(snap, &request, &response);
-        return Some(bytes);
-    }
-    let mut truncated = Message::response(response.metadata.id, response.metadata.op_code);
-    truncated.metadata = response.metadata;
-    truncated.metadata.truncation = true;
-    truncated.queries = response.queries;
-    truncated.edns = response.edns;
-    truncated.to_vec().ok()
 }
 
 /// Counts an alias TXT answer sent by the full path (the fast path counts

@@ -5,6 +5,7 @@
 
 pub mod answer;
 pub mod fast;
+pub mod request;
 mod tcp;
 mod udp;
 
@@ -59,8 +60,10 @@ pub async fn listen(
         tcp.listen(1024)?;
         tcp.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(std::net::TcpListener::from(tcp))?;
-        // Responses queued per connection before the writer applies backpressure.
-        server.register_listener(listener, tcp_idle_timeout, 32);
+        // Responses queued per connection. hickory writes them only between
+        // requests, so this bounds a zone transfer: 1024 messages of up to
+        // 32 KiB each.
+        server.register_listener(listener, tcp_idle_timeout, request::TCP_QUEUE);
         tracing::info!(%addr, "answering DNS over UDP and TCP");
     }
     Ok(server)

@@ -1,16 +1,21 @@
 //! TCP through hickory-server: it owns connections, framing and idle
-//! timeouts; we supply the answers, from the same code as UDP.
+//! timeouts; we supply the answers, from the same code as UDP. A zone
+//! transfer is several messages sent in order on the connection, each
+//! TSIG-signed over the previous one when the request was signed.
 
 use hickory_proto::op::{Header, HeaderCounts, Message, ResponseCode};
+use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 
 use super::answer;
+use super::request::{self, Peer, Reply, Transport};
 use std::sync::Arc;
 
 use crate::metrics::Metrics;
 use crate::snapshot::SnapshotCell;
+use crate::xfr::tsig::Signer;
 
 pub struct TcpHandler {
     cell: SnapshotCell,
@@ -20,6 +25,60 @@ pub struct TcpHandler {
 impl TcpHandler {
     pub fn new(cell: SnapshotCell, metrics: Arc<Metrics>) -> Self {
         TcpHandler { cell, metrics }
+    }
+}
+
+/// hickory's response for `message`, to `request`.
+fn build<'q, 'a>(
+    request: &'q Request,
+    message: &'a Message,
+) -> MessageResponse<
+    'q,
+    'a,
+    impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+    impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+    impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+    impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+>
+where
+    'a: 'q,
+{
+    let mut builder = MessageResponseBuilder::from_message_request(request);
+    if let Some(edns) = &message.edns {
+        builder.edns(edns);
+    }
+    builder.build(
+        message.metadata,
+        message.answers.iter(),
+        message.authorities.iter(),
+        std::iter::empty(),
+        message.additionals.iter(),
+    )
+}
+
+/// Sends one message, with a TSIG computed over exactly the bytes hickory
+/// will send (the same response encoded once more without the TSIG).
+async fn send<R: ResponseHandler>(
+    handle: &mut R,
+    request: &Request,
+    message: &Message,
+    signer: Option<&mut Signer>,
+) -> Option<ResponseInfo> {
+    let mut response = build(request, message);
+    if let Some(signer) = signer {
+        let mut unsigned = Vec::with_capacity(4096);
+        let mut encoder = BinEncoder::new(&mut unsigned);
+        build(request, message)
+            .destructive_emit(&mut encoder)
+            .ok()?;
+        response.set_signature(signer.sign(&unsigned, crate::state::unix_now()));
+    }
+    match handle.send_response(response).await {
+        Ok(info) => Some(info),
+        Err(e) => {
+            tracing::debug!(error = %e, "tcp send failed");
+            None
+        }
     }
 }
 
@@ -36,43 +95,56 @@ impl RequestHandler for TcpHandler {
                 counts: HeaderCounts::default(),
             })
         };
-        let builder = MessageResponseBuilder::from_message_request(request);
-        let response = match Message::from_vec(request.as_slice()) {
-            Ok(message) => {
-                let snap = self.cell.load_full();
-                let response = answer::respond(&snap, &message);
-                if let Some(r) = &response {
-                    answer::count_alias_answer(&snap, &message, r);
-                    self.metrics.response(true, r.metadata.response_code.low());
-                }
-                response
-            }
-            Err(_) => None,
-        };
-        let result = match response {
-            Some(r) => {
-                let mut builder = builder;
-                if let Some(edns) = &r.edns {
-                    builder.edns(edns);
-                }
-                let msg = builder.build(
-                    r.metadata,
-                    r.answers.iter(),
-                    r.authorities.iter(),
-                    std::iter::empty(),
-                    r.additionals.iter(),
-                );
-                response_handle.send_response(msg).await
-            }
-            None if request.metadata.message_type == hickory_proto::op::MessageType::Query => {
+        let message = match Message::from_vec(request.as_slice()) {
+            Ok(m) => m,
+            Err(_) if request.metadata.message_type == hickory_proto::op::MessageType::Query => {
+                let builder = MessageResponseBuilder::from_message_request(request);
                 let msg = builder.error_msg(&request.metadata, ResponseCode::FormErr);
-                response_handle.send_response(msg).await
+                return response_handle
+                    .send_response(msg)
+                    .await
+                    .unwrap_or_else(|_| not_sent());
             }
-            None => return not_sent(),
+            Err(_) => return not_sent(),
         };
-        result.unwrap_or_else(|e| {
-            tracing::debug!(error = %e, "tcp send failed");
-            not_sent()
-        })
+        let peer = Peer {
+            ip: request.src().ip(),
+            transport: Transport::Tcp,
+        };
+        let reply = {
+            let snap = self.cell.load_full();
+            let reply = request::handle(
+                &snap,
+                &message,
+                request.as_slice(),
+                &peer,
+                &self.metrics,
+                crate::state::unix_now(),
+            );
+            if let Some(Reply { messages, .. }) = &reply
+                && let [only] = messages.as_slice()
+            {
+                answer::count_alias_answer(&snap, &message, only);
+            }
+            reply
+        };
+        let Some(Reply {
+            messages,
+            mut signer,
+        }) = reply
+        else {
+            return not_sent();
+        };
+        let mut first = None;
+        for m in &messages {
+            let Some(info) = send(&mut response_handle, request, m, signer.as_mut()).await else {
+                break;
+            };
+            first.get_or_insert(info);
+        }
+        if let Some(m) = messages.first() {
+            self.metrics.response(true, m.metadata.response_code.low());
+        }
+        first.unwrap_or_else(not_sent)
     }
 }

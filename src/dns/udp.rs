@@ -11,7 +11,7 @@ use socket2::Socket;
 
 use crate::metrics::Metrics;
 
-use super::answer;
+use super::request;
 use crate::snapshot::SnapshotCell;
 
 /// Runs `workers` threads receiving on the socket; they live as long as the process.
@@ -64,7 +64,7 @@ fn serve(socket: UdpSocket, cell: SnapshotCell, metrics: Arc<Metrics>) {
         {
             let snap = cell.load();
             if !snap.fast.answer(query, &mut out) {
-                match answer::respond_udp(&snap, query) {
+                match request::respond_udp(&snap, query, src.ip(), &metrics) {
                     Some(bytes) => out = bytes,
                     None => continue,
                 }

@@ -15,6 +15,7 @@ use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordSet, RecordType, RrKey};
 use hickory_proto::serialize::txt::Parser;
 
+use crate::config::ZonePolicy;
 use crate::config::error::Problem;
 
 /// A zone as loaded from its master file, before any failover answers.
@@ -26,6 +27,8 @@ pub struct StaticZone {
     pub soa_ttl: u32,
     /// Every record of the file except the SOA, in file order per RRset.
     pub records: Vec<Record>,
+    /// How it is replicated; set by the configuration, default when parsed.
+    pub policy: ZonePolicy,
 }
 
 impl StaticZone {
@@ -160,6 +163,7 @@ pub fn parse_zone(text: &str, file: &Path, origin: &Name) -> Result<StaticZone, 
         soa,
         soa_ttl,
         records: out,
+        policy: ZonePolicy::default(),
     })
 }
 

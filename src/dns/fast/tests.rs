@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use hickory_proto::rr::{DNSClass, LowerName, Name, RecordType};
 use prometheus_client::metrics::counter::Counter;
 
-use crate::dns::answer::respond_udp;
-use crate::snapshot::{AliasAnswer, AliasRecord, Snapshot};
+use crate::metrics::Metrics;
+use crate::snapshot::{AliasAnswer, AliasRecord, Snapshot, ZoneInput};
 use crate::zone::parse_zone;
 
 fn snapshot() -> Snapshot {
@@ -29,8 +29,13 @@ a.b.c IN TXT \"deep\"\nchild IN NS ns.child\nns.child IN A 192.0.2.53\n";
         answer,
     };
     Snapshot::build(
-        &[zone],
-        &[42],
+        &[ZoneInput {
+            origin: &zone.origin,
+            data: Some(&zone),
+            serial: 42,
+            policy: &zone.policy,
+            refresh: None,
+        }],
         &[
             alias("desktop.example.com.", AliasAnswer::Txt("PDX1".into())),
             alias("down.example.com.", AliasAnswer::ServFail),
@@ -40,7 +45,14 @@ a.b.c IN TXT \"deep\"\nchild IN NS ns.child\nns.child IN A 192.0.2.53\n";
             LowerName::from(Name::from_ascii("desktop.example.com.").unwrap()),
             counter.clone(),
         )]),
+        Default::default(),
     )
+}
+
+/// The full path, as a UDP query from loopback sees it.
+fn respond_udp(snap: &Snapshot, query: &[u8]) -> Option<Vec<u8>> {
+    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    crate::dns::request::respond_udp(snap, query, loopback, &Metrics::new())
 }
 
 fn query(name: &str, qtype: RecordType, edns: Option<(u16, bool)>, rd: bool) -> Vec<u8> {

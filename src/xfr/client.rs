@@ -1,0 +1,182 @@
+//! The asking side of replication: SOA queries, AXFR and NOTIFY sent to
+//! other servers over plain sockets, TSIG-signed when a key is configured
+//! (and every signed answer verified).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigVerifier};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+use crate::config::Remote;
+use crate::xfr::tsig::Keyring;
+
+/// A UDP exchange gives up after this long.
+pub const UDP_TIMEOUT: Duration = Duration::from_secs(2);
+/// A whole transfer must finish within this.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A request ready to send, and how to check its answers.
+struct Outgoing {
+    id: u16,
+    bytes: Vec<u8>,
+    verifier: Option<TSigVerifier>,
+}
+
+fn prepare(mut message: Message, remote: &Remote, keys: &Keyring) -> anyhow::Result<Outgoing> {
+    message.metadata.id = rand::random();
+    let mut verifier = None;
+    if let Some(key) = &remote.key {
+        let signer = keys
+            .get(key)
+            .with_context(|| format!("TSIG key {key} is not configured"))?;
+        let (sig, v) = signer.sign_message(&message, crate::state::unix_now())?;
+        message.set_signature(sig);
+        verifier = v;
+    }
+    Ok(Outgoing {
+        id: message.metadata.id,
+        bytes: message.to_vec()?,
+        verifier,
+    })
+}
+
+/// Decodes an answer to `out`, verifying its TSIG when the request had one.
+fn accept(out: &mut Outgoing, bytes: &[u8], remote: &Remote) -> anyhow::Result<Option<Message>> {
+    let message = match &mut out.verifier {
+        Some(v) => v
+            .verify(bytes)
+            .map(|r| r.into_message())
+            .with_context(|| format!("answer from {} fails TSIG verification", remote.addr))?,
+        None => Message::from_vec(bytes)?,
+    };
+    if message.metadata.id != out.id || message.metadata.message_type != MessageType::Response {
+        return Ok(None); // a stray datagram
+    }
+    Ok(Some(message))
+}
+
+fn question(origin: &Name, rtype: RecordType, op: OpCode) -> Message {
+    let mut m = Message::query();
+    m.metadata.op_code = op;
+    let mut q = Query::query(origin.clone(), rtype);
+    q.set_query_class(DNSClass::IN);
+    m.add_query(q);
+    m
+}
+
+/// One UDP request/answer with `remote`, bounded by `UDP_TIMEOUT`.
+async fn udp_exchange(
+    message: Message,
+    remote: &Remote,
+    keys: &Keyring,
+) -> anyhow::Result<Message> {
+    let mut out = prepare(message, remote, keys)?;
+    let bind: SocketAddr = if remote.addr.is_ipv6() {
+        "[::]:0".parse()?
+    } else {
+        "0.0.0.0:0".parse()?
+    };
+    let socket = UdpSocket::bind(bind).await?;
+    socket.connect(remote.addr).await?;
+    socket.send(&out.bytes).await?;
+    let mut buf = vec![0u8; 65535];
+    tokio::time::timeout(UDP_TIMEOUT, async {
+        loop {
+            let len = socket.recv(&mut buf).await?;
+            if let Some(m) = accept(&mut out, &buf[..len], remote)? {
+                return Ok(m);
+            }
+        }
+    })
+    .await
+    .with_context(|| format!("no answer from {} within {UDP_TIMEOUT:?}", remote.addr))?
+}
+
+/// The zone's serial at `remote`.
+pub async fn soa_serial(origin: &Name, remote: &Remote, keys: &Keyring) -> anyhow::Result<u32> {
+    let answer = udp_exchange(
+        question(origin, RecordType::SOA, OpCode::Query),
+        remote,
+        keys,
+    )
+    .await?;
+    let rcode = answer.metadata.response_code;
+    if rcode != ResponseCode::NoError {
+        bail!("{} answers {rcode} for the SOA of {origin}", remote.addr);
+    }
+    answer
+        .answers
+        .iter()
+        .find_map(|r| match &r.data {
+            RData::SOA(soa) if &r.name == origin => Some(soa.serial),
+            _ => None,
+        })
+        .with_context(|| format!("{} has no SOA for {origin}", remote.addr))
+}
+
+/// Sends NOTIFY for `soa`'s zone; Ok once `remote` acknowledges it.
+pub async fn notify(soa: &Record, remote: &Remote, keys: &Keyring) -> anyhow::Result<()> {
+    let mut m = question(&soa.name, RecordType::SOA, OpCode::Notify);
+    m.metadata.authoritative = true;
+    m.answers.push(soa.clone());
+    let answer = udp_exchange(m, remote, keys).await?;
+    match answer.metadata.response_code {
+        ResponseCode::NoError => Ok(()),
+        rcode => bail!("{} answers {rcode}", remote.addr),
+    }
+}
+
+/// The whole zone by AXFR over TCP: its records in order, the first SOA
+/// first, the closing SOA dropped.
+pub async fn axfr(origin: &Name, remote: &Remote, keys: &Keyring) -> anyhow::Result<Vec<Record>> {
+    let mut out = prepare(
+        question(origin, RecordType::AXFR, OpCode::Query),
+        remote,
+        keys,
+    )?;
+    tokio::time::timeout(TRANSFER_TIMEOUT, async {
+        let mut stream = TcpStream::connect(remote.addr)
+            .await
+            .with_context(|| format!("cannot connect to {}", remote.addr))?;
+        let len = u16::try_from(out.bytes.len())?;
+        stream.write_all(&len.to_be_bytes()).await?;
+        stream.write_all(&out.bytes).await?;
+        let mut records: Vec<Record> = Vec::new();
+        loop {
+            let len = stream
+                .read_u16()
+                .await
+                .context("the transfer ended early")?;
+            let mut buf = vec![0u8; usize::from(len)];
+            stream.read_exact(&mut buf).await?;
+            let Some(m) = accept(&mut out, &buf, remote)? else {
+                bail!("{} sent a message that is not our answer", remote.addr);
+            };
+            let rcode = m.metadata.response_code;
+            if rcode != ResponseCode::NoError {
+                bail!("{} refuses the transfer of {origin}: {rcode}", remote.addr);
+            }
+            for r in m.answers {
+                let is_soa = r.record_type() == RecordType::SOA;
+                if records.is_empty() && !is_soa {
+                    bail!("{}'s transfer does not start with the SOA", remote.addr);
+                }
+                if is_soa && !records.is_empty() {
+                    return Ok(records);
+                }
+                records.push(r);
+            }
+        }
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "transfer from {} took over {TRANSFER_TIMEOUT:?}",
+            remote.addr
+        )
+    })?
+}

@@ -1,0 +1,175 @@
+//! Secondary zones: one task per zone keeps a copy of it from its
+//! primaries, on start, on NOTIFY and on the SOA's refresh, retry and expire
+//! timers (RFC 1034 §4.3.5). The task only fetches; the engine owns what is
+//! served and publishes it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::rr::rdata::SOA;
+use hickory_proto::rr::{Name, RData, Record};
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+
+use super::client;
+use super::tsig::Keyring;
+use crate::config::SecondarySpec;
+use crate::engine::Command;
+use crate::serial::serial_gt;
+use crate::zone::StaticZone;
+
+/// Retry interval until a first copy is in hand (no SOA to say otherwise).
+const FIRST_RETRY: Duration = Duration::from_secs(5);
+
+/// What a secondary zone's task reports to the engine.
+#[derive(Debug)]
+pub enum Event {
+    /// A new copy, to serve from now on.
+    Loaded(Box<StaticZone>),
+    /// The primary still has our serial: the expire timer starts over.
+    Current,
+    /// No primary reached for longer than the SOA's expire: stop answering.
+    Expired,
+}
+
+/// Where a zone's copy stands when its task starts.
+#[derive(Debug, Clone, Default)]
+pub struct Held {
+    pub soa: Option<SOA>,
+    /// When the copy was last known to be current.
+    pub checked: Option<Instant>,
+}
+
+pub fn spawn(
+    spec: SecondarySpec,
+    keys: Arc<Keyring>,
+    wake: Arc<Notify>,
+    held: Held,
+    commands: mpsc::Sender<Command>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(run(spec, keys, wake, held, commands))
+}
+
+async fn run(
+    spec: SecondarySpec,
+    keys: Arc<Keyring>,
+    wake: Arc<Notify>,
+    mut held: Held,
+    commands: mpsc::Sender<Command>,
+) {
+    let origin = spec.origin.clone();
+    let report = |event: Event| {
+        let commands = commands.clone();
+        let origin = origin.clone();
+        async move {
+            let _ = commands.send(Command::Secondary { origin, event }).await;
+        }
+    };
+    let mut expired = false;
+    // Refresh at once: on start, a reload, or after a restart.
+    let mut next = Instant::now();
+    loop {
+        let expire_at = expire_at(&held);
+        let wake_at = expire_at.map_or(next, |e| next.min(e));
+        tokio::select! {
+            () = tokio::time::sleep_until(wake_at) => {}
+            () = wake.notified() => next = Instant::now(),
+        }
+        let now = Instant::now();
+        if !expired && expire_at.is_some_and(|e| now >= e) {
+            tracing::error!(zone = %origin, "zone expired: no primary answered within the SOA expire time; answering SERVFAIL");
+            expired = true;
+            report(Event::Expired).await;
+        }
+        if now < next {
+            continue;
+        }
+        let (refresh, retry) = held.soa.as_ref().map_or((FIRST_RETRY, FIRST_RETRY), |s| {
+            (secs(s.refresh), secs(s.retry))
+        });
+        match refresh_once(&spec, &keys, held.soa.as_ref()).await {
+            Ok(Some(zone)) => {
+                tracing::info!(zone = %origin, serial = zone.soa.serial, records = zone.records.len(), "zone transferred");
+                held = Held {
+                    soa: Some(zone.soa.clone()),
+                    checked: Some(now),
+                };
+                expired = false;
+                next = now + secs(zone.soa.refresh);
+                report(Event::Loaded(Box::new(zone))).await;
+            }
+            Ok(None) => {
+                held.checked = Some(now);
+                expired = false;
+                next = now + refresh;
+                report(Event::Current).await;
+            }
+            Err(e) => {
+                tracing::warn!(zone = %origin, error = format!("{e:#}"), retry_in = ?retry, "zone refresh failed");
+                next = now + retry;
+            }
+        }
+    }
+}
+
+fn secs(s: i32) -> Duration {
+    // SOA timers are unsigned 32-bit on the wire; hickory keeps them as i32.
+    // Guard against zero timers in a primary's SOA: at least a second.
+    Duration::from_secs(u64::from((s as u32).max(1)))
+}
+
+fn expire_at(held: &Held) -> Option<Instant> {
+    Some(held.checked? + secs(held.soa.as_ref()?.expire))
+}
+
+/// Asks each primary in turn; the first that answers decides. A new copy
+/// when its serial is later than ours (or we have none), None when ours is
+/// current.
+async fn refresh_once(
+    spec: &SecondarySpec,
+    keys: &Keyring,
+    ours: Option<&SOA>,
+) -> anyhow::Result<Option<StaticZone>> {
+    let mut last_error = anyhow::anyhow!("no primaries configured");
+    for primary in &spec.primaries {
+        let serial = match client::soa_serial(&spec.origin, primary, keys).await {
+            Ok(s) => s,
+            Err(e) => {
+                last_error = e;
+                continue;
+            }
+        };
+        if ours.is_some_and(|o| !serial_gt(serial, o.serial)) {
+            return Ok(None);
+        }
+        match client::axfr(&spec.origin, primary, keys).await {
+            Ok(records) => return zone_from(spec, records).map(Some),
+            Err(e) => last_error = e,
+        }
+    }
+    Err(last_error)
+}
+
+/// A transferred zone as the engine serves it; records outside the zone are
+/// dropped (a primary has no business sending them).
+fn zone_from(spec: &SecondarySpec, mut records: Vec<Record>) -> anyhow::Result<StaticZone> {
+    let first = records.remove(0);
+    let RData::SOA(soa) = first.data else {
+        anyhow::bail!("the transfer does not start with the SOA");
+    };
+    let origin: &Name = &spec.origin;
+    let before = records.len();
+    records.retain(|r| {
+        origin.zone_of(&r.name) && r.record_type() != hickory_proto::rr::RecordType::SOA
+    });
+    if records.len() != before {
+        tracing::warn!(zone = %origin, dropped = before - records.len(), "transfer held records outside the zone; dropped them");
+    }
+    Ok(StaticZone {
+        origin: origin.clone(),
+        soa,
+        soa_ttl: first.ttl,
+        records,
+        policy: spec.policy.clone(),
+    })
+}
