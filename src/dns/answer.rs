@@ -46,6 +46,10 @@ pub fn resolve(snap: &Snapshot, qname: &Name, qtype: RecordType) -> Outcome {
     let Some(zone) = snap.zone_for(&qname) else {
         return Outcome::empty(ResponseCode::Refused, false);
     };
+    if !zone.available {
+        // A secondary zone with no copy, or an expired one: ours, but no data.
+        return Outcome::empty(ResponseCode::ServFail, false);
+    }
     if let Some(cut) = zone.cut_above(&qname) {
         // DS at the cut is parent-side data; everything else is referred.
         if !(qtype == RecordType::DS && cut == &qname) {

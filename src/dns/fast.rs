@@ -96,6 +96,14 @@ impl FastIndex {
     pub fn build(snap: &Snapshot) -> FastIndex {
         let mut index = FastIndex::default();
         for zone in &snap.zones {
+            if !zone.available {
+                // Everything in it goes to the full path (SERVFAIL), and the
+                // NXDOMAIN walk stops here rather than reach a parent zone.
+                index
+                    .names
+                    .insert(wire(&zone.origin).into_boxed_slice(), Entry::Slow);
+                continue;
+            }
             index.apexes.insert(
                 wire(&zone.origin).into_boxed_slice(),
                 NxDomain {

@@ -1,0 +1,515 @@
+//! Replication with real peers: Knot and NSD as secondaries of txtfailover,
+//! transfers checked with dig and kdig, and txtfailover as a secondary of
+//! itself. Every peer listens on a loopback port chosen by the test.
+
+mod support;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+use support::*;
+
+/// 32 random bytes, base64: the TSIG secret every peer here shares.
+const SECRET: &str = "8wYnvRwlqkuWmMPmMq0Lr3HOAxyDmu7wXxUsSbMUWHE=";
+const WRONG: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+/// The alias and its external check, appended after zone settings.
+fn alias_body(failback_after: &str) -> String {
+    format!(
+        "[[key]]\nname = \"xfr\"\nalgorithm = \"hmac-sha256\"\nsecret = \"{SECRET}\"\n\n\
+         [[check]]\nname = \"primary\"\nkind = \"external\"\n\n\
+         [[alias]]\nname = \"desktop.example.com\"\nfailback_after = \"{failback_after}\"\n\
+         targets = [\n  {{ region = \"us-west-2\", connection_id = \"PDX1\", checks = [\"primary\"] }},\n\
+           {{ region = \"us-east-1\", connection_id = \"IAD1\" }},\n]\n"
+    )
+}
+
+fn report(s: &Server, healthy: bool) {
+    let body = format!("{{\"healthy\": {healthy}, \"detail\": \"test\"}}");
+    let (code, text) = http(
+        s.admin_addr(),
+        "PUT",
+        "/v1/checks/primary",
+        Some(TOKEN),
+        &body,
+    );
+    assert_eq!(code, 200, "{text}");
+}
+
+/// Runs dig with `args`; its stdout.
+fn dig(args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .args(args)
+        .output()
+        .expect("dig is needed: apt-get install bind9-dnsutils");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs kdig with `args`; its stdout, then its stderr (where errors go).
+fn kdig(args: &[&str]) -> String {
+    let out = Command::new("kdig")
+        .args(args)
+        .output()
+        .expect("kdig is needed: apt-get install knot-dnsutils");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// `dig @addr name TXT +short`, quotes removed.
+fn dig_txt(addr: SocketAddr, name: &str) -> String {
+    let at = format!("@{}", addr.ip());
+    let port = addr.port().to_string();
+    dig(&[
+        &at, "-p", &port, name, "TXT", "+short", "+time=1", "+tries=1",
+    ])
+    .trim()
+    .trim_matches('"')
+    .to_string()
+}
+
+/// Polls `dig @addr` until the alias answers `want`; how long it took.
+fn wait_dig(addr: SocketAddr, want: &str, what: &dyn Fn() -> String) -> Duration {
+    let start = Instant::now();
+    loop {
+        let got = dig_txt(addr, "desktop.example.com");
+        if got == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{addr} answers {got:?}, want {want}\n{}",
+            what()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A peer server process, killed when dropped.
+struct Peer {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Peer {
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn spawn(program: &str, args: &[&str], log: PathBuf, port: u16) -> Peer {
+        let child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run {program} ({e}); .ci/run installs it from Debian's packages")
+            });
+        Peer {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            log,
+        }
+    }
+
+    /// Knot as a secondary of `primary`, TSIG on transfers and NOTIFY.
+    fn knot(dir: &Path, primary: SocketAddr, port: u16) -> Peer {
+        let dir = dir.join("knot");
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.display();
+        let conf = format!(
+            "server:\n    listen: 127.0.0.1@{port}\n    rundir: {d}\n\
+             log:\n  - target: stderr\n    any: info\n\
+             database:\n    storage: {d}\n\
+             key:\n  - id: xfr\n    algorithm: hmac-sha256\n    secret: {SECRET}\n\
+             remote:\n  - id: primary\n    address: {}@{}\n    key: xfr\n\
+             acl:\n  - id: from_primary\n    address: {}\n    key: xfr\n    action: notify\n\
+             template:\n  - id: default\n    storage: {d}\n    zonefile-sync: -1\n    zonefile-load: none\n    journal-content: none\n\
+             zone:\n  - domain: example.com\n    master: primary\n    acl: from_primary\n",
+            primary.ip(),
+            primary.port(),
+            primary.ip()
+        );
+        let path = dir.join("knot.conf");
+        std::fs::write(&path, conf).unwrap();
+        Peer::spawn(
+            "knotd",
+            &["-c", path.to_str().unwrap()],
+            dir.join("knot.log"),
+            port,
+        )
+    }
+
+    /// NSD as a secondary of `primary`, TSIG on transfers and NOTIFY.
+    fn nsd(dir: &Path, primary: SocketAddr, port: u16) -> Peer {
+        let dir = dir.join("nsd");
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.display();
+        let conf = format!(
+            "server:\n    ip-address: 127.0.0.1@{port}\n    username: \"\"\n    chroot: \"\"\n\
+             \x20   database: \"\"\n    zonesdir: \"{d}\"\n    zonelistfile: \"{d}/zone.list\"\n\
+             \x20   xfrdfile: \"{d}/xfrd.state\"\n    xfrdir: \"{d}\"\n    pidfile: \"{d}/nsd.pid\"\n\
+             \x20   verbosity: 2\n\
+             remote-control:\n    control-enable: no\n\
+             key:\n    name: \"xfr\"\n    algorithm: hmac-sha256\n    secret: \"{SECRET}\"\n\
+             zone:\n    name: \"example.com\"\n    request-xfr: {}@{} xfr\n    allow-notify: {} xfr\n",
+            primary.ip(),
+            primary.port(),
+            primary.ip()
+        );
+        let path = dir.join("nsd.conf");
+        std::fs::write(&path, conf).unwrap();
+        Peer::spawn(
+            "nsd",
+            &["-d", "-c", path.to_str().unwrap()],
+            dir.join("nsd.log"),
+            port,
+        )
+    }
+}
+
+/// A primary whose zone may only be transferred with the key, and which
+/// NOTIFYs `secondaries` signed with it.
+fn primary(dir: &Path, notify: &[u16], zone_extra: &str) -> Server {
+    let targets: Vec<String> = notify
+        .iter()
+        .map(|p| format!("{{ address = \"127.0.0.1:{p}\", key = \"xfr\" }}"))
+        .collect();
+    let body = format!(
+        "allow_transfer = [{{ key = \"xfr\" }}]\nnotify = [{}]\n{zone_extra}\n{}",
+        targets.join(", "),
+        alias_body("0s")
+    );
+    Server::start_with_token(dir, &body)
+}
+
+#[test]
+fn knot_and_nsd_follow_a_failover_through_notify_and_ixfr() {
+    let dir = tempfile::tempdir().unwrap();
+    let (knot_port, nsd_port) = (free_port(), free_port());
+    // The secondaries' ports are fixed before the primary starts, so its
+    // first NOTIFY already has somewhere to go.
+    let s = primary(dir.path(), &[knot_port, nsd_port], "");
+    let knot = Peer::knot(dir.path(), s.addr, knot_port);
+    let nsd = Peer::nsd(dir.path(), s.addr, nsd_port);
+    wait_dig(knot.addr, "PDX1", &|| knot.log_text());
+    wait_dig(nsd.addr, "PDX1", &|| nsd.log_text());
+
+    report(&s, false);
+    let knot_took = wait_dig(knot.addr, "IAD1", &|| knot.log_text() + &s.log_text());
+    let nsd_took = wait_dig(nsd.addr, "IAD1", &|| nsd.log_text() + &s.log_text());
+    eprintln!("failover visible on Knot after {knot_took:?}, on NSD after {nsd_took:?}");
+    // Within seconds, and not by the SOA refresh timer (7200 s): by NOTIFY.
+    assert!(knot_took < Duration::from_secs(5) && nsd_took < Duration::from_secs(5));
+
+    report(&s, true);
+    wait_dig(knot.addr, "PDX1", &|| knot.log_text());
+    wait_dig(nsd.addr, "PDX1", &|| nsd.log_text());
+    let serial = s.serial();
+    assert_eq!(serial, 7, "two answer changes from serial 5");
+    for peer in [&knot, &nsd] {
+        let at = format!("@{}", peer.addr.ip());
+        let soa = dig(&[
+            &at,
+            "-p",
+            &peer.addr.port().to_string(),
+            "example.com",
+            "SOA",
+            "+short",
+        ]);
+        assert!(soa.contains(" 7 "), "{soa}");
+    }
+    let knot_log = knot.log_text();
+    assert!(
+        knot_log.contains("IXFR, incoming"),
+        "Knot used IXFR:\n{knot_log}"
+    );
+    assert!(
+        nsd.log_text().contains("TSIG verified with key xfr"),
+        "{}",
+        nsd.log_text()
+    );
+    let (_, metrics) = s.get("/metrics");
+    assert!(
+        metrics.contains("txtfailover_notify_messages_total{zone=\"example.com.\",direction=\"sent\",result=\"acknowledged\"}"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn transfers_need_an_allowed_source_or_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = primary(dir.path(), &[], "");
+    let at = format!("@{}", s.addr.ip());
+    let port = s.addr.port().to_string();
+    let with = |key: &str| {
+        let y = format!("hmac-sha256:xfr:{key}");
+        dig(&[&at, "-p", &port, "-y", &y, "example.com", "AXFR"])
+    };
+    let good = with(SECRET);
+    assert!(
+        good.contains("desktop.example.com.\t30\tIN\tTXT\t\"PDX1\""),
+        "{good}"
+    );
+    assert!(good.contains("www.example.com."), "{good}");
+    let unsigned = dig(&[&at, "-p", &port, "example.com", "AXFR"]);
+    assert!(unsigned.contains("Transfer failed"), "{unsigned}");
+    assert!(!unsigned.contains("PDX1"), "{unsigned}");
+    let wrong = with(WRONG);
+    assert!(
+        wrong.contains("BADSIG") && !wrong.contains("PDX1"),
+        "{wrong}"
+    );
+    let k = kdig(&[
+        &at,
+        "-p",
+        &port,
+        "-y",
+        &format!("hmac-sha256:xfr:{WRONG}"),
+        "example.com",
+        "AXFR",
+    ]);
+    assert!(k.contains("BADSIG") && !k.contains("PDX1"), "{k}");
+    let stranger = kdig(&[
+        &at,
+        "-p",
+        &port,
+        "-y",
+        &format!("hmac-sha256:other:{SECRET}"),
+        "example.com",
+        "AXFR",
+    ]);
+    assert!(
+        stranger.contains("BADKEY") && !stranger.contains("PDX1"),
+        "{stranger}"
+    );
+    assert!(
+        s.log_text().contains("transfer refused"),
+        "{}",
+        s.log_text()
+    );
+}
+
+#[test]
+fn a_source_rule_alone_allows_unsigned_transfers_from_that_network_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "allow_transfer = [{{ from = [\"127.0.0.2\"] }}]\n{}",
+        alias_body("0s")
+    );
+    let s = Server::start_with_token(dir.path(), &body);
+    let at = format!("@{}", s.addr.ip());
+    let port = s.addr.port().to_string();
+    let from_2 = dig(&["-b", "127.0.0.2", &at, "-p", &port, "example.com", "AXFR"]);
+    assert!(from_2.contains("PDX1"), "{from_2}");
+    let from_1 = dig(&["-b", "127.0.0.1", &at, "-p", &port, "example.com", "AXFR"]);
+    assert!(from_1.contains("Transfer failed"), "{from_1}");
+}
+
+#[test]
+fn ixfr_sends_the_difference_and_falls_back_to_axfr() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = support_unix_now();
+    let s = primary(dir.path(), &[], "serial = \"unixtime\"");
+    let first = s.serial();
+    report(&s, false);
+    s.wait_for_txt("desktop.example.com.", "IAD1");
+    let now = s.serial();
+    assert!(
+        now >= started as u32,
+        "unixtime serial {now} is before {started}"
+    );
+    let at = format!("@{}", s.addr.ip());
+    let port = s.addr.port().to_string();
+    let y = format!("hmac-sha256:xfr:{SECRET}");
+    let ixfr = |serial: u32, tcp: bool| {
+        let q = format!("IXFR={serial}");
+        let transport = if tcp { "+tcp" } else { "+notcp" };
+        kdig(&[
+            &at,
+            "-p",
+            &port,
+            "-y",
+            &y,
+            "example.com",
+            &q,
+            transport,
+            "+noall",
+            "+answer",
+        ])
+    };
+    // From the first serial: SOA new, SOA old, PDX1 out, SOA new, IAD1 in, SOA new.
+    let delta = ixfr(first, true);
+    let lines: Vec<&str> = delta.lines().filter(|l| l.contains("\tIN\t")).collect();
+    let kinds: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f[3] {
+                "SOA" => format!("SOA {}", f[6]),
+                _ => format!("{} {}", f[3], f[4]),
+            }
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            format!("SOA {now}"),
+            format!("SOA {first}"),
+            "TXT \"PDX1\"".to_string(),
+            format!("SOA {now}"),
+            "TXT \"IAD1\"".to_string(),
+            format!("SOA {now}"),
+        ],
+        "{delta}"
+    );
+    // Up to date: the SOA alone. Unknown serial: the whole zone.
+    let current = ixfr(now, true);
+    assert_eq!(
+        current.lines().filter(|l| l.contains("\tSOA\t")).count(),
+        1,
+        "{current}"
+    );
+    let full = ixfr(first.wrapping_sub(1), true);
+    assert!(
+        full.contains("www.example.com.") && full.contains("IAD1") && !full.contains("PDX1"),
+        "{full}"
+    );
+    // Over UDP a change list does not fit the rules: the SOA says "use TCP".
+    let udp = ixfr(first, false);
+    assert_eq!(
+        udp.lines().filter(|l| l.contains("\tIN\t")).count(),
+        1,
+        "{udp}"
+    );
+    let (_, metrics) = s.get("/metrics");
+    for kind in ["ixfr", "ixfr_current", "ixfr_full", "soa_only"] {
+        assert!(
+            metrics.contains(&format!("kind=\"{kind}\",result=\"ok\"")),
+            "{kind}: {metrics}"
+        );
+    }
+}
+
+fn support_unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Sends a NOTIFY for example.com from `from` to `to`; the answer's RCODE.
+fn send_notify(from: &str, to: SocketAddr) -> ResponseCode {
+    let socket = UdpSocket::bind((from, 0)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut m = Message::new(0x4321, MessageType::Query, OpCode::Notify);
+    let mut q = Query::query(Name::from_ascii("example.com.").unwrap(), RecordType::SOA);
+    q.set_query_class(DNSClass::IN);
+    m.add_query(q);
+    m.metadata.authoritative = true;
+    socket.send_to(&m.to_vec().unwrap(), to).unwrap();
+    let mut buf = [0u8; 4096];
+    let (len, _) = socket.recv_from(&mut buf).expect("an answer to NOTIFY");
+    Message::from_vec(&buf[..len])
+        .unwrap()
+        .metadata
+        .response_code
+}
+
+#[test]
+fn a_txtfailover_secondary_follows_its_primary_through_two_failovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let b_port = free_port();
+    let a = primary(&dir.path().join("a"), &[b_port], "");
+    let b_dir = dir.path().join("b");
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let admin = free_port();
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:{b_port}\"]\nstate_dir = \"state\"\nudp_workers = 2\n\
+         [admin]\nlisten = \"127.0.0.1:{admin}\"\n\n\
+         [[key]]\nname = \"xfr\"\nalgorithm = \"hmac-sha256\"\nsecret = \"{SECRET}\"\n\n\
+         [[zone]]\norigin = \"example.com\"\nprimaries = [{{ address = \"{}\", key = \"xfr\" }}]\n",
+        a.addr
+    );
+    let path = b_dir.join("txtfailover.toml");
+    std::fs::write(&path, config).unwrap();
+    let b = Server::start_with(&b_dir, &path, b_port);
+    b.wait_for_txt("desktop.example.com.", "PDX1");
+    assert_eq!(b.serial(), 5);
+
+    report(&a, false);
+    let took = b.wait_for_txt("desktop.example.com.", "IAD1");
+    eprintln!("first failover on the txtfailover secondary after {took:?}");
+    report(&a, true);
+    b.wait_for_txt("desktop.example.com.", "PDX1");
+    assert_eq!(b.serial(), 7);
+    assert!(b.log_text().contains("NOTIFY received"), "{}", b.log_text());
+
+    // NOTIFY from elsewhere, or unsigned, changes nothing.
+    assert_eq!(send_notify("127.0.0.2", b.addr), ResponseCode::Refused);
+    assert_eq!(send_notify("127.0.0.1", b.addr), ResponseCode::Refused);
+    // The primary is nobody's secondary: NOTIFY there is not for it.
+    assert_eq!(send_notify("127.0.0.1", a.addr), ResponseCode::NotAuth);
+}
+
+#[test]
+fn a_secondary_answers_servfail_once_its_copy_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let zone = ZONE.replace("5 7200 3600 1209600 60", "5 1 1 3 60");
+    let a_dir = dir.path().join("a");
+    let a_port = free_port();
+    let path = write_config(
+        &a_dir,
+        a_port,
+        "allow_transfer = [{ from = [\"127.0.0.1\"] }]\n",
+        &zone,
+    );
+    let mut a = Server::start_with(&a_dir, &path, a_port);
+    let b_dir = dir.path().join("b");
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let b_port = free_port();
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:{b_port}\"]\nstate_dir = \"state\"\nudp_workers = 2\n\
+         [admin]\nlisten = \"127.0.0.1:{}\"\n\n\
+         [[zone]]\norigin = \"example.com\"\nprimaries = [{{ address = \"{}\" }}]\n",
+        free_port(),
+        a.addr
+    );
+    let path = b_dir.join("txtfailover.toml");
+    std::fs::write(&path, config).unwrap();
+    let b = Server::start_with(&b_dir, &path, b_port);
+    let www = plain_query("www.example.com.", RecordType::A);
+    let start = Instant::now();
+    while b.udp(&www).metadata.response_code != ResponseCode::NoError {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no copy transferred:\n{}",
+            b.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let start = Instant::now();
+    while b.udp(&www).metadata.response_code != ResponseCode::ServFail {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "never expired:\n{}",
+            b.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(b.log_text().contains("zone expired"), "{}", b.log_text());
+}
