@@ -221,14 +221,20 @@ fn malformed_and_unsupported_requests() {
     two.add_query(two.queries[0].clone());
     assert_eq!(s.udp(&two).metadata.response_code, ResponseCode::FormErr);
     // Opcodes not served: NOTIMP, over both transports.
-    for op in [OpCode::Status, OpCode::Notify, OpCode::Update] {
+    for op in [OpCode::Status, OpCode::Update] {
         let mut q = plain_query("example.com.", RecordType::SOA);
         q.metadata.op_code = op;
         for r in both(&s, &q) {
             assert_eq!(r.metadata.response_code, ResponseCode::NotImp, "{op:?}");
         }
     }
-    // Zone transfers are not offered.
+    // NOTIFY for a zone we are the primary of: not ours to be told about.
+    let mut notify = plain_query("example.com.", RecordType::SOA);
+    notify.metadata.op_code = OpCode::Notify;
+    for r in both(&s, &notify) {
+        assert_eq!(r.metadata.response_code, ResponseCode::NotAuth);
+    }
+    // Zone transfers are refused unless `allow_transfer` says otherwise.
     let r = s.tcp(&plain_query("example.com.", RecordType::AXFR));
     assert_eq!(r.metadata.response_code, ResponseCode::Refused);
     // Still answering.

@@ -107,7 +107,14 @@ impl Peer {
     }
 
     fn spawn(program: &str, args: &[&str], log: PathBuf, port: u16) -> Peer {
-        let child = Command::new(program)
+        // Daemons live in /usr/sbin, which not every PATH has.
+        let sbin = Path::new("/usr/sbin").join(program);
+        let path = if sbin.exists() {
+            sbin
+        } else {
+            PathBuf::from(program)
+        };
+        let child = Command::new(path)
             .args(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

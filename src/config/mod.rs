@@ -243,7 +243,7 @@ pub fn validate(
     let keys = v.keys(&raw.keys, read);
     let (zones, secondaries) = v.zones(&raw, &keys, read);
     let checks = v.checks(&raw.checks);
-    let aliases = v.aliases(&raw.aliases, &zones, &checks);
+    let aliases = v.aliases(&raw.aliases, &zones, &secondaries, &checks);
     let webhooks = v.webhooks(&raw.webhooks, read);
     if !v.problems.is_empty() {
         return Err(ConfigError(v.problems));
@@ -1108,6 +1108,7 @@ impl Validator<'_> {
         &mut self,
         raw: &[Spanned<RawAlias>],
         zones: &[StaticZone],
+        secondaries: &[SecondarySpec],
         checks: &[(CheckSpec, Range<usize>)],
     ) -> Vec<AliasSpec> {
         let mut out: Vec<AliasSpec> = Vec::new();
@@ -1140,6 +1141,18 @@ impl Validator<'_> {
                 .filter(|(_, z)| z.origin.zone_of(&name))
                 .max_by_key(|(_, z)| z.origin.num_labels())
                 .map(|(i, _)| i);
+            let depth = zone.map_or(0, |i| zones[i].origin.num_labels());
+            if let Some(s) = secondaries
+                .iter()
+                .find(|s| s.origin.zone_of(&name) && s.origin.num_labels() > depth)
+            {
+                self.err(
+                    &span,
+                    format!("alias {name} is inside {}, a secondary zone here", s.origin),
+                    "define the alias on the zone's primary; a secondary serves what it transfers",
+                );
+                continue;
+            }
             let Some(zone) = zone else {
                 if !zones.is_empty() {
                     let served: Vec<String> = zones.iter().map(|z| z.origin.to_string()).collect();

@@ -409,3 +409,118 @@ fn webhooks_need_http_urls_and_readable_secrets() {
         5,
     );
 }
+
+const KEY: &str = "[[key]]\nname = \"xfr\"\nalgorithm = \"hmac-sha256\"\nsecret = \"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\"\n";
+
+#[test]
+fn replication_settings_are_read() {
+    let c = run(&format!(
+        "serial = \"dateserial\"\nallow_transfer = [{{ from = [\"10.0.0.0/8\", \"192.0.2.7\"] }}, {{ key = \"xfr\" }}]\n\
+         notify = [{{ address = \"192.0.2.53:53\", key = \"xfr\" }}]\n\n{KEY}\n\
+         [[zone]]\norigin = \"other.org\"\nprimaries = [{{ address = \"192.0.2.1:53\", key = \"xfr\" }}]\n"
+    ))
+    .unwrap();
+    let xfr = Name::from_ascii("xfr.").unwrap();
+    let p = &c.zones[0].policy;
+    assert_eq!(p.serial, crate::serial::SerialScheme::DateSerial);
+    assert_eq!(p.allow_transfer.len(), 2);
+    assert_eq!(p.allow_transfer[0].from[1], "192.0.2.7/32".parse().unwrap());
+    assert_eq!(p.allow_transfer[1].key.as_ref(), Some(&xfr));
+    assert_eq!(p.notify[0].addr, "192.0.2.53:53".parse().unwrap());
+    assert_eq!(c.keys[0].secret, b"secretsecretsecretsecret");
+    let s = &c.secondaries[0];
+    assert_eq!(s.origin, Name::from_ascii("other.org.").unwrap());
+    assert_eq!(s.primaries[0].key.as_ref(), Some(&xfr));
+    // NOTIFY is accepted from the primaries unless said otherwise.
+    assert_eq!(
+        s.policy.allow_notify[0].from[0],
+        "192.0.2.1/32".parse().unwrap()
+    );
+    assert!(
+        format!("{:?}", c.keys).contains("<secret>"),
+        "secrets stay out of Debug"
+    );
+}
+
+#[test]
+fn replication_mistakes_are_pinned_to_their_line() {
+    fails(
+        "serial = \"weekly\"\n",
+        "serial scheme \"weekly\" is not known",
+        4,
+    );
+    fails(
+        "allow_transfer = [{ key = \"nope\" }]\n",
+        "TSIG key \"nope\" is not defined",
+        4,
+    );
+    fails(
+        "allow_transfer = [{ from = [\"10.0.0.0/33\"] }]\n",
+        "neither an IP address nor a network",
+        4,
+    );
+    fails("allow_transfer = [{}]\n", "needs `from`, `key`, or both", 4);
+    fails(
+        "notify = [{ address = \"192.0.2.1\" }]\n",
+        "is not IP:port",
+        4,
+    );
+    fails(
+        "allow_notify = [{ from = [\"10.0.0.1\"] }]\n",
+        "only applies to secondary zones",
+        4,
+    );
+    fails(
+        "\n[[key]]\nname = \"k\"\nalgorithm = \"hmac-md5\"\nsecret = \"c2VjcmV0c2VjcmV0c2VjcmV0\"\n",
+        "TSIG algorithm \"hmac-md5\" is not supported",
+        7,
+    );
+    fails(
+        "\n[[key]]\nname = \"k\"\nalgorithm = \"hmac-sha256\"\nsecret = \"not base64!\"\n",
+        "not base64",
+        8,
+    );
+    fails(
+        "\n[[key]]\nname = \"k\"\nalgorithm = \"hmac-sha256\"\nsecret = \"c2hvcnQ=\"\n",
+        "shorter than 16 bytes",
+        8,
+    );
+    fails(
+        "\n[[zone]]\norigin = \"x.org\"\nfile = \"z.zone\"\nprimaries = [{ address = \"192.0.2.1:53\" }]\n",
+        "has both `file` and `primaries`",
+        6,
+    );
+    fails(
+        "\n[[zone]]\norigin = \"x.org\"\n",
+        "has neither `file` nor `primaries`",
+        6,
+    );
+}
+
+#[test]
+fn tsig_keys_come_from_bind_key_files_with_their_line_in_errors() {
+    let text = "[[key]]\nfile = \"keys/xfr.key\"\n\n[[zone]]\norigin = \"example.com\"\nfile = \"z.zone\"\n";
+    let read = |key: &'static str| {
+        move |p: &Path| -> std::io::Result<String> {
+            Ok(if p.ends_with("xfr.key") { key } else { ZONE }.to_string())
+        }
+    };
+    let good = "key \"xfr\" {\n\talgorithm hmac-sha512;\n\tsecret \"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\";\n};\n";
+    let c = validate(Path::new("cfg/t.toml"), text, &read(good)).unwrap();
+    assert_eq!(c.keys[0].name, Name::from_ascii("xfr.").unwrap());
+    let bad = "key \"xfr\" {\n\talgorithm hmac-sha256;\n\tsecret \"###\";\n};\n";
+    let err = validate(Path::new("cfg/t.toml"), text, &read(bad)).unwrap_err();
+    let p = &err.0[0];
+    assert_eq!(p.file, Path::new("cfg/keys/xfr.key"));
+    assert!(p.message.contains("not base64"), "{err}");
+}
+
+#[test]
+fn an_alias_cannot_live_in_a_secondary_zone() {
+    let body = format!(
+        "\n[[zone]]\norigin = \"other.org\"\nprimaries = [{{ address = \"192.0.2.1:53\" }}]\n\n{}",
+        "[[alias]]\nname = \"desktop.other.org\"\ntargets = [{ region = \"r1\", connection_id = \"ABC\" }]\n"
+    );
+    let err = run(&body).unwrap_err();
+    assert!(err.to_string().contains("secondary zone"), "{err}");
+}

@@ -146,3 +146,132 @@ pub fn ixfr(zone: &ServedZone, client_serial: u32) -> Vec<Record> {
     out.push(zone.soa.clone());
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use hickory_proto::rr::{Name, RecordType};
+
+    use super::*;
+    use crate::snapshot::{AliasAnswer, AliasRecord, ZoneInput};
+    use crate::zone::{StaticZone, parse_zone};
+
+    fn zone() -> StaticZone {
+        let text =
+            "$TTL 300\n@ IN SOA ns1 h 5 7200 3600 1209600 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\n";
+        parse_zone(
+            text,
+            Path::new("z"),
+            &Name::from_ascii("example.com.").unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// The zone with the alias answering `id`, at `serial`.
+    fn version(zone: &StaticZone, serial: u32, id: &str) -> Snapshot {
+        let alias = AliasRecord {
+            name: Name::from_ascii("desktop.example.com.").unwrap(),
+            zone: 0,
+            ttl: 30,
+            answer: AliasAnswer::Txt(id.into()),
+        };
+        let input = ZoneInput {
+            origin: &zone.origin,
+            data: Some(zone),
+            serial,
+            policy: &zone.policy,
+            refresh: None,
+        };
+        Snapshot::build(&[input], &[alias], Default::default(), Default::default())
+    }
+
+    /// A snapshot history: serial 5 answers ids[0], 6 ids[1], and so on.
+    fn history(ids: &[&str]) -> Snapshot {
+        let z = zone();
+        let mut snap = version(&z, 5, ids[0]);
+        for (i, id) in ids.iter().enumerate().skip(1) {
+            let mut next = version(&z, 5 + i as u32, id);
+            carry(&mut next, &snap);
+            snap = next;
+        }
+        snap
+    }
+
+    fn summary(records: &[Record]) -> Vec<String> {
+        records
+            .iter()
+            .map(|r| match &r.data {
+                RData::SOA(s) => format!("SOA {}", s.serial),
+                RData::TXT(t) => format!("TXT {t}"),
+                _ => r.record_type().to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ixfr_chains_every_step_since_the_clients_serial() {
+        let snap = history(&["PDX1", "IAD1", "PDX1"]);
+        let z = &snap.zones[0];
+        assert_eq!(z.journal.len(), 2);
+        assert_eq!(
+            summary(&ixfr(z, 5)),
+            [
+                "SOA 7", "SOA 5", "TXT PDX1", "SOA 6", "TXT IAD1", "SOA 6", "TXT IAD1", "SOA 7",
+                "TXT PDX1", "SOA 7"
+            ]
+        );
+        assert_eq!(
+            summary(&ixfr(z, 6)),
+            ["SOA 7", "SOA 6", "TXT IAD1", "SOA 7", "TXT PDX1", "SOA 7"]
+        );
+        assert_eq!(summary(&ixfr(z, 7)), ["SOA 7"], "up to date");
+        assert_eq!(
+            summary(&ixfr(z, 9)),
+            ["SOA 7"],
+            "ahead of us: nothing newer to send"
+        );
+        let full = summary(&ixfr(z, 4));
+        assert_eq!(full, summary(&axfr(z)), "unknown serial: the whole zone");
+        assert_eq!(full.first(), full.last());
+        assert!(full.contains(&"TXT PDX1".to_string()) && full.contains(&"NS".to_string()));
+    }
+
+    #[test]
+    fn the_journal_keeps_only_the_last_depth_versions() {
+        let ids: Vec<&str> = (0..DEPTH + 10)
+            .map(|i| if i % 2 == 0 { "A1" } else { "B2" })
+            .collect();
+        let snap = history(&ids);
+        let z = &snap.zones[0];
+        assert_eq!(z.journal.len(), DEPTH);
+        let newest = z.serial;
+        let oldest_kept = newest - DEPTH as u32;
+        assert!(z.journal.since(oldest_kept).is_some());
+        assert!(z.journal.since(oldest_kept - 1).is_none());
+        assert_eq!(
+            ixfr(z, oldest_kept - 1).first().map(|r| r.record_type()),
+            Some(RecordType::SOA)
+        );
+        assert_eq!(ixfr(z, oldest_kept - 1).len(), axfr(z).len());
+    }
+
+    #[test]
+    fn an_unchanged_serial_keeps_the_history_and_a_gap_starts_it_over() {
+        let z = zone();
+        let snap = history(&["PDX1", "IAD1"]);
+        let mut same = version(&z, 6, "IAD1");
+        carry(&mut same, &snap);
+        assert_eq!(same.zones[0].journal.len(), 1);
+        // A delta that does not start where the last one ended cannot be
+        // chained: the history starts over from it.
+        let gap = same.zones[0].journal.extended(Delta {
+            from: version(&z, 50, "X").zones[0].soa.clone(),
+            to: version(&z, 51, "Y").zones[0].soa.clone(),
+            removed: vec![],
+            added: vec![],
+        });
+        assert_eq!(gap.len(), 1, "the old chain is dropped");
+        assert!(gap.since(5).is_none() && gap.since(50).is_some());
+    }
+}
