@@ -159,11 +159,24 @@ fn print_check(config: &Config) {
     }
     for z in &config.zones {
         println!(
-            "zone {} serial {} ({} records)",
+            "zone {} serial {} ({} records), transfers {}, notifies {}",
             z.origin,
             z.soa.serial,
-            z.records.len() + 1
+            z.records.len() + 1,
+            if z.policy.allow_transfer.is_empty() { "refused" } else { "allowed by rule" },
+            z.policy.notify.len()
         );
+    }
+    for s in &config.secondaries {
+        let primaries: Vec<String> = s.primaries.iter().map(|p| p.addr.to_string()).collect();
+        println!(
+            "zone {} secondary of {} (transferred at start)",
+            s.origin,
+            primaries.join(", ")
+        );
+    }
+    for k in &config.keys {
+        println!("tsig key {} {}", k.name, k.algorithm);
     }
     for c in &config.checks {
         let t = &c.timing;

@@ -1220,6 +1220,14 @@ impl Validator<'_> {
                     ("servfail", AllDown::ServFail),
                 ],
             );
+            let replicated = !zones[zone].policy.allow_transfer.is_empty()
+                || !zones[zone].policy.notify.is_empty();
+            if all_down == AllDown::ServFail
+                && replicated
+                && let Some(w) = &a.all_down
+            {
+                self.warnings.push(self.map.at(&w.span(), format!("alias {name}: all_down = \"servfail\" cannot travel by zone transfer: secondaries will answer NXDOMAIN while every Region is down")).hint("use \"primary\", \"last\" or \"nodata\" for zones served through secondaries"));
+            }
             let failback = self.choice(
                 "failback",
                 a.failback.as_ref(),

@@ -524,3 +524,17 @@ fn an_alias_cannot_live_in_a_secondary_zone() {
     let err = run(&body).unwrap_err();
     assert!(err.to_string().contains("secondary zone"), "{err}");
 }
+
+#[test]
+fn servfail_in_a_transferred_zone_is_warned_about() {
+    let body = format!(
+        "allow_transfer = [{{ from = [\"10.0.0.0/8\"] }}]\n\n{}",
+        "[[alias]]\nname = \"desktop.example.com\"\nall_down = \"servfail\"\ntargets = [{ region = \"r1\", connection_id = \"ABC\" }]\n"
+    );
+    let c = run(&body).unwrap();
+    assert!(
+        c.warnings.iter().any(|w| w.message.contains("cannot travel by zone transfer") && w.line == 8),
+        "{:?}",
+        c.warnings
+    );
+}
