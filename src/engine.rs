@@ -144,10 +144,19 @@ impl Engine {
             secondaries: config
                 .secondaries
                 .iter()
-                .map(|_| SecondaryZone {
-                    data: None,
-                    held: secondary::Held::default(),
-                    wake: Arc::new(Notify::new()),
+                .map(|spec| {
+                    let restored = store
+                        .load_secondary(&spec.origin.to_string())
+                        .and_then(|copy| secondary::restore(spec, &copy, unix_now()));
+                    if let Some((zone, _)) = &restored {
+                        tracing::info!(zone = %spec.origin, serial = zone.soa.serial, "serving the stored copy until the primary is reached");
+                    }
+                    let (data, held) = restored.map_or((None, secondary::Held::default()), |(z, h)| (Some(z), h));
+                    SecondaryZone {
+                        data,
+                        held,
+                        wake: Arc::new(Notify::new()),
+                    }
                 })
                 .collect(),
             secondary_tasks: Vec::new(),
@@ -704,21 +713,35 @@ impl Engine {
         };
         let z = &mut self.secondaries[i];
         let now = tokio::time::Instant::now();
-        match event {
+        let publish = match event {
             secondary::Event::Loaded(zone) => {
-                z.held = secondary::Held {
-                    soa: Some(zone.soa.clone()),
-                    checked: Some(now),
-                };
+                z.held = secondary::Held::confirmed(zone.soa.clone(), now);
                 z.data = Some(*zone);
+                true
             }
             secondary::Event::Current => {
-                z.held.checked = Some(now);
-                if z.data.is_some() {
-                    return;
+                if let Some(soa) = z.held.soa.take() {
+                    z.held = secondary::Held::confirmed(soa, now);
                 }
+                z.data.is_none()
             }
-            secondary::Event::Expired => z.data = None,
+            secondary::Event::Expired => {
+                z.data = None;
+                true
+            }
+        };
+        // Kept for restarts, with the time it was last known current.
+        if let Some(data) = &z.data {
+            let copy = crate::state::SecondaryCopy {
+                checked: unix_now(),
+                zone: secondary::to_text(data),
+            };
+            if let Err(e) = self.store.save_secondary(&origin.to_string(), &copy) {
+                tracing::warn!(zone = %origin, error = format!("{e:#}"), "cannot store the zone copy");
+            }
+        }
+        if !publish {
+            return;
         }
         let records = self.alias_records();
         self.publish_snapshot(&records);

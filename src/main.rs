@@ -163,7 +163,11 @@ fn print_check(config: &Config) {
             z.origin,
             z.soa.serial,
             z.records.len() + 1,
-            if z.policy.allow_transfer.is_empty() { "refused" } else { "allowed by rule" },
+            if z.policy.allow_transfer.is_empty() {
+                "refused"
+            } else {
+                "allowed by rule"
+            },
             z.policy.notify.len()
         );
     }

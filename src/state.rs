@@ -95,6 +95,43 @@ impl StateStore {
     }
 }
 
+/// A secondary zone's last copy, so a restart can serve it before (or
+/// without) reaching a primary, until the SOA expire runs out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondaryCopy {
+    /// Unix seconds when the copy was last known to be current.
+    pub checked: u64,
+    /// The zone in master-file format, SOA first.
+    pub zone: String,
+}
+
+impl StateStore {
+    fn secondary_file(origin: &str) -> String {
+        format!("secondary-{}json", origin.to_ascii_lowercase())
+    }
+
+    pub fn save_secondary(&self, origin: &str, copy: &SecondaryCopy) -> anyhow::Result<()> {
+        self.write_json(&Self::secondary_file(origin), copy)
+    }
+
+    /// None when there is no copy (or it cannot be read: transfer afresh).
+    pub fn load_secondary(&self, origin: &str) -> Option<SecondaryCopy> {
+        let copy: Option<SecondaryCopy> = self
+            .read_json(&Self::secondary_file(origin), "it is transferred again")
+            .map_err(|e| {
+                tracing::warn!(
+                    zone = origin,
+                    error = format!("{e:#}"),
+                    "ignoring the stored copy"
+                )
+            })
+            .ok()
+            .flatten();
+        copy
+    }
+}
+
 /// Operator pins, keyed by alias name (fully qualified).
 pub type Overrides = BTreeMap<String, Override>;
 

@@ -12,21 +12,27 @@ use support::bin;
 
 /// (file name, contents) of every named block in README.md.
 fn named_blocks() -> Vec<(String, String)> {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     let mut out = Vec::new();
     let mut lines = readme.lines();
     while let Some(line) = lines.next() {
         if !line.starts_with("```") {
             continue;
         }
-        let body: Vec<&str> = lines.by_ref().take_while(|l| !l.starts_with("```")).collect();
+        let body: Vec<&str> = lines
+            .by_ref()
+            .take_while(|l| !l.starts_with("```"))
+            .collect();
         let Some(first) = body.first() else { continue };
         let name = first
             .strip_prefix("# ")
             .or_else(|| first.strip_prefix("; "))
             .and_then(|rest| rest.split_whitespace().next());
         if let Some(name) = name.filter(|n| {
-            [".toml", ".key", ".zone", ".conf"].iter().any(|ext| n.ends_with(ext))
+            [".toml", ".key", ".zone", ".conf"]
+                .iter()
+                .any(|ext| n.ends_with(ext))
         }) {
             out.push((name.to_string(), body.join("\n") + "\n"));
         }
@@ -37,7 +43,11 @@ fn named_blocks() -> Vec<(String, String)> {
 /// The program at /usr/sbin (daemons' tools), else by PATH.
 fn sbin(program: &str) -> PathBuf {
     let p = Path::new("/usr/sbin").join(program);
-    if p.exists() { p } else { PathBuf::from(program) }
+    if p.exists() {
+        p
+    } else {
+        PathBuf::from(program)
+    }
 }
 
 fn run(program: PathBuf, args: &[&str]) -> (bool, String) {
@@ -45,7 +55,8 @@ fn run(program: PathBuf, args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
@@ -63,7 +74,10 @@ fn every_named_block_in_the_deployment_guide_is_valid() {
         "knot.conf",
         "nsd.conf",
     ] {
-        assert!(names.contains(&want), "README lost its {want} block: {names:?}");
+        assert!(
+            names.contains(&want),
+            "README lost its {want} block: {names:?}"
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     for (name, text) in &blocks {

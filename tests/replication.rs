@@ -471,20 +471,16 @@ fn a_txtfailover_secondary_follows_its_primary_through_two_failovers() {
     assert_eq!(send_notify("127.0.0.1", a.addr), ResponseCode::NotAuth);
 }
 
-#[test]
-fn a_secondary_answers_servfail_once_its_copy_expires() {
-    let dir = tempfile::tempdir().unwrap();
-    let zone = ZONE.replace("5 7200 3600 1209600 60", "5 1 1 3 60");
-    let a_dir = dir.path().join("a");
+/// A primary with `timers` (refresh retry expire) in its SOA, transfers
+/// open to loopback, and an unsigned txtfailover secondary holding a copy.
+fn pair(dir: &Path, timers: &str) -> (Server, Server, PathBuf) {
+    let zone = ZONE.replace("5 7200 3600 1209600 60", &format!("5 {timers} 60"));
+    let a_dir = dir.join("a");
     let a_port = free_port();
-    let path = write_config(
-        &a_dir,
-        a_port,
-        "allow_transfer = [{ from = [\"127.0.0.1\"] }]\n",
-        &zone,
-    );
-    let mut a = Server::start_with(&a_dir, &path, a_port);
-    let b_dir = dir.path().join("b");
+    let allow = "allow_transfer = [{ from = [\"127.0.0.1\"] }]\n";
+    let path = write_config(&a_dir, a_port, allow, &zone);
+    let a = Server::start_with(&a_dir, &path, a_port);
+    let b_dir = dir.join("b");
     std::fs::create_dir_all(&b_dir).unwrap();
     let b_port = free_port();
     let config = format!(
@@ -507,6 +503,37 @@ fn a_secondary_answers_servfail_once_its_copy_expires() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    (a, b, path)
+}
+
+#[test]
+fn a_secondary_restarted_without_its_primary_serves_its_stored_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, path) = pair(dir.path(), "3600 600 86400");
+    let port = b.addr.port();
+    drop(b);
+    drop(a);
+    let b = Server::start_with(&dir.path().join("b"), &path, port);
+    let r = b.udp(&plain_query("www.example.com.", RecordType::A));
+    assert_eq!(
+        r.metadata.response_code,
+        ResponseCode::NoError,
+        "{}",
+        b.log_text()
+    );
+    assert_eq!(b.serial(), 5);
+    assert!(
+        b.log_text().contains("serving the stored copy"),
+        "{}",
+        b.log_text()
+    );
+}
+
+#[test]
+fn a_secondary_answers_servfail_once_its_copy_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, b, _) = pair(dir.path(), "1 1 3");
+    let www = plain_query("www.example.com.", RecordType::A);
     a.child.kill().unwrap();
     a.child.wait().unwrap();
     let start = Instant::now();

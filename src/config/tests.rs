@@ -533,7 +533,9 @@ fn servfail_in_a_transferred_zone_is_warned_about() {
     );
     let c = run(&body).unwrap();
     assert!(
-        c.warnings.iter().any(|w| w.message.contains("cannot travel by zone transfer") && w.line == 8),
+        c.warnings
+            .iter()
+            .any(|w| w.message.contains("cannot travel by zone transfer") && w.line == 8),
         "{:?}",
         c.warnings
     );

@@ -36,8 +36,18 @@ pub enum Event {
 #[derive(Debug, Clone, Default)]
 pub struct Held {
     pub soa: Option<SOA>,
-    /// When the copy was last known to be current.
-    pub checked: Option<Instant>,
+    /// When the copy expires unless a primary confirms it first.
+    pub expires: Option<Instant>,
+}
+
+impl Held {
+    /// A copy with this SOA, just confirmed current at `now`.
+    pub fn confirmed(soa: SOA, now: Instant) -> Held {
+        Held {
+            expires: Some(now + secs(soa.expire)),
+            soa: Some(soa),
+        }
+    }
 }
 
 pub fn spawn(
@@ -69,7 +79,7 @@ async fn run(
     // Refresh at once: on start, a reload, or after a restart.
     let mut next = Instant::now();
     loop {
-        let expire_at = expire_at(&held);
+        let expire_at = held.expires;
         let wake_at = expire_at.map_or(next, |e| next.min(e));
         tokio::select! {
             () = tokio::time::sleep_until(wake_at) => {}
@@ -79,6 +89,8 @@ async fn run(
         if !expired && expire_at.is_some_and(|e| now >= e) {
             tracing::error!(zone = %origin, "zone expired: no primary answered within the SOA expire time; answering SERVFAIL");
             expired = true;
+            // Whatever serial the primary has when it is back, transfer it.
+            held.soa = None;
             report(Event::Expired).await;
         }
         if now < next {
@@ -90,16 +102,15 @@ async fn run(
         match refresh_once(&spec, &keys, held.soa.as_ref()).await {
             Ok(Some(zone)) => {
                 tracing::info!(zone = %origin, serial = zone.soa.serial, records = zone.records.len(), "zone transferred");
-                held = Held {
-                    soa: Some(zone.soa.clone()),
-                    checked: Some(now),
-                };
+                held = Held::confirmed(zone.soa.clone(), now);
                 expired = false;
                 next = now + secs(zone.soa.refresh);
                 report(Event::Loaded(Box::new(zone))).await;
             }
             Ok(None) => {
-                held.checked = Some(now);
+                if let Some(soa) = held.soa.take() {
+                    held = Held::confirmed(soa, now);
+                }
                 expired = false;
                 next = now + refresh;
                 report(Event::Current).await;
@@ -116,10 +127,6 @@ fn secs(s: i32) -> Duration {
     // SOA timers are unsigned 32-bit on the wire; hickory keeps them as i32.
     // Guard against zero timers in a primary's SOA: at least a second.
     Duration::from_secs(u64::from((s as u32).max(1)))
-}
-
-fn expire_at(held: &Held) -> Option<Instant> {
-    Some(held.checked? + secs(held.soa.as_ref()?.expire))
 }
 
 /// Asks each primary in turn; the first that answers decides. A new copy
@@ -172,4 +179,88 @@ fn zone_from(spec: &SecondarySpec, mut records: Vec<Record>) -> anyhow::Result<S
         records,
         policy: spec.policy.clone(),
     })
+}
+
+/// The copy in master-file format (SOA first), as it is stored.
+pub fn to_text(zone: &StaticZone) -> String {
+    let soa = Record::from_rdata(
+        zone.origin.clone(),
+        zone.soa_ttl,
+        RData::SOA(zone.soa.clone()),
+    );
+    let mut text = String::new();
+    for r in std::iter::once(&soa).chain(&zone.records) {
+        text.push_str(&r.to_string());
+        text.push('\n');
+    }
+    text
+}
+
+/// A stored copy, if it parses and has not expired by `unix_now`: the zone
+/// and where its timers stand.
+pub fn restore(
+    spec: &SecondarySpec,
+    copy: &crate::state::SecondaryCopy,
+    unix_now: u64,
+) -> Option<(StaticZone, Held)> {
+    let path = std::path::Path::new("stored copy");
+    let zone = match crate::zone::parse_zone(&copy.zone, path, &spec.origin) {
+        Ok(z) => z,
+        Err(problems) => {
+            tracing::warn!(zone = %spec.origin, problem = %problems[0], "stored copy does not parse; transferring afresh");
+            return None;
+        }
+    };
+    let age = Duration::from_secs(unix_now.saturating_sub(copy.checked));
+    if age >= secs(zone.soa.expire) {
+        tracing::warn!(zone = %spec.origin, age = ?age, "stored copy has expired; transferring afresh");
+        return None;
+    }
+    let held = Held {
+        soa: Some(zone.soa.clone()),
+        expires: Some(Instant::now() + (secs(zone.soa.expire) - age)),
+    };
+    Some((
+        StaticZone {
+            policy: spec.policy.clone(),
+            ..zone
+        },
+        held,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::SecondaryCopy;
+
+    fn spec() -> SecondarySpec {
+        SecondarySpec {
+            origin: Name::from_ascii("example.com.").unwrap(),
+            primaries: vec![],
+            policy: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_stored_copy_round_trips_until_it_expires() {
+        let text = "$TTL 300\n@ IN SOA ns1 h 9 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\n\
+                    t IN TXT \"two words\" \"x;y\"\nm IN MX 10 mail\nmail IN AAAA 2001:db8::1\n";
+        let zone =
+            crate::zone::parse_zone(text, std::path::Path::new("z"), &spec().origin).unwrap();
+        let now = 1_795_000_000;
+        let copy = SecondaryCopy {
+            checked: now - 100,
+            zone: to_text(&zone),
+        };
+        let (back, held) = restore(&spec(), &copy, now).expect("a fresh copy restores");
+        assert_eq!(back.records, zone.records);
+        assert_eq!(back.soa, zone.soa);
+        assert_eq!(held.soa.unwrap().serial, 9);
+        let old = SecondaryCopy {
+            checked: now - 86_400,
+            ..copy
+        };
+        assert!(restore(&spec(), &old, now).is_none(), "past the SOA expire");
+    }
 }
