@@ -734,7 +734,7 @@ impl Engine {
         if let Some(data) = &z.data {
             let copy = crate::state::SecondaryCopy {
                 checked: unix_now(),
-                zone: secondary::to_text(data),
+                records: secondary::to_stored(data),
             };
             if let Err(e) = self.store.save_secondary(&origin.to_string(), &copy) {
                 tracing::warn!(zone = %origin, error = format!("{e:#}"), "cannot store the zone copy");

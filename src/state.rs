@@ -102,8 +102,9 @@ impl StateStore {
 pub struct SecondaryCopy {
     /// Unix seconds when the copy was last known to be current.
     pub checked: u64,
-    /// The zone in master-file format, SOA first.
-    pub zone: String,
+    /// Each record in wire format, base64, SOA first: exact where text
+    /// would need quoting rules for every type.
+    pub records: Vec<String>,
 }
 
 impl StateStore {

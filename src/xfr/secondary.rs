@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{Name, RData, Record};
+use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
@@ -160,6 +161,9 @@ async fn refresh_once(
 /// A transferred zone as the engine serves it; records outside the zone are
 /// dropped (a primary has no business sending them).
 fn zone_from(spec: &SecondarySpec, mut records: Vec<Record>) -> anyhow::Result<StaticZone> {
+    if records.is_empty() {
+        anyhow::bail!("the copy holds no records");
+    }
     let first = records.remove(0);
     let RData::SOA(soa) = first.data else {
         anyhow::bail!("the transfer does not start with the SOA");
@@ -181,33 +185,44 @@ fn zone_from(spec: &SecondarySpec, mut records: Vec<Record>) -> anyhow::Result<S
     })
 }
 
-/// The copy in master-file format (SOA first), as it is stored.
-pub fn to_text(zone: &StaticZone) -> String {
+/// The copy as it is stored: each record's wire form in base64, SOA first.
+pub fn to_stored(zone: &StaticZone) -> Vec<String> {
     let soa = Record::from_rdata(
         zone.origin.clone(),
         zone.soa_ttl,
         RData::SOA(zone.soa.clone()),
     );
-    let mut text = String::new();
-    for r in std::iter::once(&soa).chain(&zone.records) {
-        text.push_str(&r.to_string());
-        text.push('\n');
-    }
-    text
+    std::iter::once(&soa)
+        .chain(&zone.records)
+        .filter_map(|r| r.to_bytes().ok())
+        .map(|bytes| data_encoding::BASE64.encode(&bytes))
+        .collect()
 }
 
-/// A stored copy, if it parses and has not expired by `unix_now`: the zone
+/// A stored copy, if it decodes and has not expired by `unix_now`: the zone
 /// and where its timers stand.
 pub fn restore(
     spec: &SecondarySpec,
     copy: &crate::state::SecondaryCopy,
     unix_now: u64,
 ) -> Option<(StaticZone, Held)> {
-    let path = std::path::Path::new("stored copy");
-    let zone = match crate::zone::parse_zone(&copy.zone, path, &spec.origin) {
+    let decoded: Result<Vec<Record>, String> = copy
+        .records
+        .iter()
+        .map(|text| {
+            let bytes = data_encoding::BASE64
+                .decode(text.as_bytes())
+                .map_err(|e| e.to_string())?;
+            Record::from_bytes(&bytes).map_err(|e| e.to_string())
+        })
+        .collect();
+    let zone = match decoded
+        .map_err(|e| anyhow::anyhow!(e))
+        .and_then(|r| zone_from(spec, r))
+    {
         Ok(z) => z,
-        Err(problems) => {
-            tracing::warn!(zone = %spec.origin, problem = %problems[0], "stored copy does not parse; transferring afresh");
+        Err(e) => {
+            tracing::warn!(zone = %spec.origin, error = format!("{e:#}"), "stored copy is unreadable; transferring afresh");
             return None;
         }
     };
@@ -220,13 +235,7 @@ pub fn restore(
         soa: Some(zone.soa.clone()),
         expires: Some(Instant::now() + (secs(zone.soa.expire) - age)),
     };
-    Some((
-        StaticZone {
-            policy: spec.policy.clone(),
-            ..zone
-        },
-        held,
-    ))
+    Some((zone, held))
 }
 
 #[cfg(test)]
@@ -251,7 +260,7 @@ mod tests {
         let now = 1_795_000_000;
         let copy = SecondaryCopy {
             checked: now - 100,
-            zone: to_text(&zone),
+            records: to_stored(&zone),
         };
         let (back, held) = restore(&spec(), &copy, now).expect("a fresh copy restores");
         assert_eq!(back.records, zone.records);
