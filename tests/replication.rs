@@ -129,13 +129,31 @@ impl Peer {
         }
     }
 
+    /// Runs `program` (knotd, nsd) on the config `conf(its directory)`,
+    /// written to `dir/program/program.conf`; `args(config path)` are its
+    /// command line.
+    fn configured(
+        dir: &Path,
+        program: &str,
+        port: u16,
+        conf: impl Fn(&Path) -> String,
+        args: impl Fn(&str) -> Vec<String>,
+    ) -> Peer {
+        let dir = dir.join(program);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{program}.conf"));
+        std::fs::write(&path, conf(&dir)).unwrap();
+        let args = args(path.to_str().unwrap());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Peer::spawn(program, &args, dir.join(format!("{program}.log")), port)
+    }
+
     /// Knot as a secondary of `primary`, TSIG on transfers and NOTIFY.
     fn knot(dir: &Path, primary: SocketAddr, port: u16) -> Peer {
-        let dir = dir.join("knot");
-        std::fs::create_dir_all(&dir).unwrap();
-        let d = dir.display();
-        let conf = format!(
-            "server:\n    listen: 127.0.0.1@{port}\n    rundir: {d}\n\
+        let conf = |d: &Path| {
+            let d = d.display();
+            format!(
+                "server:\n    listen: 127.0.0.1@{port}\n    rundir: {d}\n\
              log:\n  - target: stderr\n    any: info\n\
              database:\n    storage: {d}\n\
              key:\n  - id: xfr\n    algorithm: hmac-sha256\n    secret: {SECRET}\n\
@@ -143,45 +161,34 @@ impl Peer {
              acl:\n  - id: from_primary\n    address: {}\n    key: xfr\n    action: notify\n\
              template:\n  - id: default\n    storage: {d}\n    zonefile-sync: -1\n    zonefile-load: none\n    journal-content: none\n\
              zone:\n  - domain: example.com\n    master: primary\n    acl: from_primary\n",
-            primary.ip(),
-            primary.port(),
-            primary.ip()
-        );
-        let path = dir.join("knot.conf");
-        std::fs::write(&path, conf).unwrap();
-        Peer::spawn(
-            "knotd",
-            &["-c", path.to_str().unwrap()],
-            dir.join("knot.log"),
-            port,
-        )
+                primary.ip(),
+                primary.port(),
+                primary.ip()
+            )
+        };
+        Peer::configured(dir, "knotd", port, conf, |p| vec!["-c".into(), p.into()])
     }
 
     /// NSD as a secondary of `primary`, TSIG on transfers and NOTIFY.
     fn nsd(dir: &Path, primary: SocketAddr, port: u16) -> Peer {
-        let dir = dir.join("nsd");
-        std::fs::create_dir_all(&dir).unwrap();
-        let d = dir.display();
-        let conf = format!(
-            "server:\n    ip-address: 127.0.0.1@{port}\n    username: \"\"\n    chroot: \"\"\n\
+        let conf = |d: &Path| {
+            let d = d.display();
+            format!(
+                "server:\n    ip-address: 127.0.0.1@{port}\n    username: \"\"\n    chroot: \"\"\n\
              \x20   database: \"\"\n    zonesdir: \"{d}\"\n    zonelistfile: \"{d}/zone.list\"\n\
              \x20   xfrdfile: \"{d}/xfrd.state\"\n    xfrdir: \"{d}\"\n    pidfile: \"{d}/nsd.pid\"\n\
              \x20   verbosity: 2\n\
              remote-control:\n    control-enable: no\n\
              key:\n    name: \"xfr\"\n    algorithm: hmac-sha256\n    secret: \"{SECRET}\"\n\
              zone:\n    name: \"example.com\"\n    request-xfr: {}@{} xfr\n    allow-notify: {} xfr\n",
-            primary.ip(),
-            primary.port(),
-            primary.ip()
-        );
-        let path = dir.join("nsd.conf");
-        std::fs::write(&path, conf).unwrap();
-        Peer::spawn(
-            "nsd",
-            &["-d", "-c", path.to_str().unwrap()],
-            dir.join("nsd.log"),
-            port,
-        )
+                primary.ip(),
+                primary.port(),
+                primary.ip()
+            )
+        };
+        Peer::configured(dir, "nsd", port, conf, |p| {
+            vec!["-d".into(), "-c".into(), p.into()]
+        })
     }
 }
 

@@ -319,6 +319,29 @@ impl Validator<'_> {
         self.problems.push(p);
     }
 
+    /// Reads a file the config names (relative to the config's directory);
+    /// None after reporting `what` could not be read, with `hint`.
+    fn read_named(
+        &mut self,
+        file: &Spanned<String>,
+        read: &dyn Fn(&Path) -> std::io::Result<String>,
+        what: &str,
+        hint: &str,
+    ) -> Option<(PathBuf, String)> {
+        let path = self.resolve_path(file.get_ref());
+        match read(&path) {
+            Ok(text) => Some((path, text)),
+            Err(e) => {
+                self.err(
+                    &file.span(),
+                    format!("cannot read {what} {}: {e}", path.display()),
+                    hint,
+                );
+                None
+            }
+        }
+    }
+
     fn resolve_path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
@@ -483,28 +506,23 @@ impl Validator<'_> {
             };
             let secret = match &w.secret_file {
                 None => None,
-                Some(f) => {
-                    let path = self.resolve_path(f.get_ref());
-                    match read(&path) {
-                        Ok(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-                        Ok(_) => {
-                            self.err(
-                                &f.span(),
-                                format!("secret_file {} is empty", path.display()),
-                                "put the shared secret on its first line",
-                            );
-                            None
-                        }
-                        Err(e) => {
-                            self.err(
-                                &f.span(),
-                                format!("cannot read secret_file {}: {e}", path.display()),
-                                "create it with the shared secret, readable by txtfailover only",
-                            );
-                            None
-                        }
+                Some(f) => match self.read_named(
+                    f,
+                    read,
+                    "secret_file",
+                    "create it with the shared secret, readable by txtfailover only",
+                ) {
+                    Some((_, s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+                    Some((path, _)) => {
+                        self.err(
+                            &f.span(),
+                            format!("secret_file {} is empty", path.display()),
+                            "put the shared secret on its first line",
+                        );
+                        None
                     }
-                }
+                    None => None,
+                },
             };
             out.push(WebhookSpec { url, secret });
         }
@@ -517,17 +535,13 @@ impl Validator<'_> {
         file: &Spanned<String>,
         read: &dyn Fn(&Path) -> std::io::Result<String>,
     ) -> Vec<AdminToken> {
-        let path = self.resolve_path(file.get_ref());
-        let text = match read(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                self.err(
-                    &file.span(),
-                    format!("cannot read token_file {}: {e}", path.display()),
-                    "create it with one `label token` line per operator",
-                );
-                return Vec::new();
-            }
+        let Some((path, text)) = self.read_named(
+            file,
+            read,
+            "token_file",
+            "create it with one `label token` line per operator",
+        ) else {
+            return Vec::new();
         };
         let mut tokens = Vec::new();
         for (n, line) in text.lines().enumerate() {
@@ -622,18 +636,13 @@ impl Validator<'_> {
                     continue;
                 }
             };
-            let file_span = file.span();
-            let file = self.resolve_path(file.get_ref());
-            let text = match read(&file) {
-                Ok(t) => t,
-                Err(e) => {
-                    self.err(
-                        &file_span,
-                        format!("cannot read zone file {}: {e}", file.display()),
-                        "check the path; relative paths start at the config file's directory",
-                    );
-                    continue;
-                }
+            let Some((file, text)) = self.read_named(
+                file,
+                read,
+                "zone file",
+                "check the path; relative paths start at the config file's directory",
+            ) else {
+                continue;
             };
             match parse_zone(&text, &file, &origin) {
                 Ok(zone) => zones.push(StaticZone { policy, ..zone }),

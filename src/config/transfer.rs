@@ -254,17 +254,13 @@ impl Validator<'_> {
         file: &Spanned<String>,
         read: &dyn Fn(&Path) -> std::io::Result<String>,
     ) -> Vec<TsigKey> {
-        let path = self.resolve_path(file.get_ref());
-        let text = match read(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                self.err(
-                    &file.span(),
-                    format!("cannot read key file {}: {e}", path.display()),
-                    "check the path; relative paths start at the config file's directory",
-                );
-                return Vec::new();
-            }
+        let Some((path, text)) = self.read_named(
+            file,
+            read,
+            "key file",
+            "check the path; relative paths start at the config file's directory",
+        ) else {
+            return Vec::new();
         };
         let at = |line: usize, msg: String| {
             Problem::new(&path, line, 1, msg)
