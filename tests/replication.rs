@@ -560,3 +560,50 @@ fn a_secondary_answers_servfail_once_its_copy_expires() {
     }
     assert!(b.log_text().contains("zone expired"), "{}", b.log_text());
 }
+
+#[test]
+fn a_reload_points_a_secondary_zone_at_another_primary() {
+    let dir = tempfile::tempdir().unwrap();
+    let a_dir = dir.path().join("a");
+    let a_port = free_port();
+    let allow = "allow_transfer = [{ from = [\"127.0.0.1\"] }]\n";
+    let path = write_config(&a_dir, a_port, allow, ZONE);
+    let a = Server::start_with(&a_dir, &path, a_port);
+    let b_dir = dir.path().join("b");
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let b_port = free_port();
+    // First nothing answers at the configured primary: SERVFAIL.
+    let nobody = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:{b_port}\"]\nstate_dir = \"state\"\nudp_workers = 2\n\
+         [admin]\nlisten = \"127.0.0.1:{}\"\n\n\
+         [[zone]]\norigin = \"example.com\"\nprimaries = [{{ address = \"{nobody}\" }}]\n",
+        free_port()
+    );
+    let path = b_dir.join("txtfailover.toml");
+    std::fs::write(&path, config).unwrap();
+    let b = Server::start_with(&b_dir, &path, b_port);
+    let www = plain_query("www.example.com.", RecordType::A);
+    assert_eq!(b.udp(&www).metadata.response_code, ResponseCode::ServFail);
+    // Point it at the real primary and reload: it transfers at once.
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(&nobody.to_string(), &a.addr.to_string()),
+    )
+    .unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &b.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let start = Instant::now();
+    while b.udp(&www).metadata.response_code != ResponseCode::NoError {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "not transferred after reload:\n{}",
+            b.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
