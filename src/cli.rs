@@ -97,6 +97,29 @@ pub fn status_table(v: &Value) -> String {
             s(&a["reason"])
         );
     }
+    let zones = v["zones"].as_array().into_iter().flatten();
+    let _ = writeln!(
+        out,
+        "\n{:<32} {:<10} {:<12} STATE",
+        "ZONE", "ROLE", "SERIAL"
+    );
+    for z in zones {
+        let serial = z["serial"]
+            .as_u64()
+            .map_or("-".to_string(), |n| n.to_string());
+        let state = if z["available"].as_bool() == Some(true) {
+            "serving"
+        } else {
+            "SERVFAIL (no copy)"
+        };
+        let _ = writeln!(
+            out,
+            "{:<32} {:<10} {:<12} {state}",
+            s(&z["origin"]),
+            s(&z["role"]),
+            serial
+        );
+    }
     out
 }
 

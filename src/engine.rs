@@ -22,7 +22,9 @@ use crate::snapshot::{AliasAnswer, AliasRecord, Snapshot, SnapshotCell};
 use crate::state::{
     Override, Overrides, Persisted, StateStore, ZoneState, initial_serial, unix_now, zone_digest,
 };
-use crate::status::{self, AliasView, CheckView, PolicyView, ResultView, StatusView, TargetView};
+use crate::status::{
+    self, AliasView, CheckView, PolicyView, ResultView, StatusView, TargetView, ZoneView,
+};
 use crate::webhook::AnswerChange;
 use crate::xfr::journal;
 use crate::xfr::notify::Notifier;
@@ -385,7 +387,38 @@ impl Engine {
                 }
             })
             .collect();
-        self.status.store(Arc::new(StatusView { aliases, checks }));
+        let snap = self.cell.load();
+        let zones = snap
+            .zones
+            .iter()
+            .map(|z| {
+                let secondary = self
+                    .config
+                    .secondaries
+                    .iter()
+                    .find(|s| s.origin == z.origin);
+                ZoneView {
+                    origin: z.origin.to_string(),
+                    role: if secondary.is_some() {
+                        "secondary"
+                    } else {
+                        "primary"
+                    }
+                    .to_string(),
+                    serial: z.available.then_some(z.serial),
+                    available: z.available,
+                    primaries: secondary
+                        .map(|s| s.primaries.iter().map(|p| p.addr.to_string()).collect())
+                        .unwrap_or_default(),
+                    notify: z.policy.notify.iter().map(|n| n.addr.to_string()).collect(),
+                }
+            })
+            .collect();
+        self.status.store(Arc::new(StatusView {
+            aliases,
+            checks,
+            zones,
+        }));
     }
 
     fn target_health(&self, alias: usize) -> Vec<TargetHealth> {
@@ -745,6 +778,7 @@ impl Engine {
         }
         let records = self.alias_records();
         self.publish_snapshot(&records);
+        self.publish_status(Instant::now());
     }
 
     /// Starts the transfer tasks of secondary zones; they report through

@@ -10,6 +10,23 @@ use serde::Serialize;
 pub struct StatusView {
     pub aliases: Vec<AliasView>,
     pub checks: Vec<CheckView>,
+    pub zones: Vec<ZoneView>,
+}
+
+/// A served zone: where its data comes from and what it serves now.
+#[derive(Debug, Clone, Serialize)]
+pub struct ZoneView {
+    pub origin: String,
+    /// "primary" (from its file) or "secondary" (transferred).
+    pub role: String,
+    /// None while a secondary has no copy.
+    pub serial: Option<u32>,
+    /// False: SERVFAIL (a secondary without a copy, or expired).
+    pub available: bool,
+    /// Secondary zones: where they transfer from.
+    pub primaries: Vec<String>,
+    /// Where NOTIFY goes on every new serial.
+    pub notify: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -476,6 +476,23 @@ fn a_txtfailover_secondary_follows_its_primary_through_two_failovers() {
     b.wait_for_txt("desktop.example.com.", "PDX1");
     assert_eq!(b.serial(), 7);
     assert!(b.log_text().contains("NOTIFY received"), "{}", b.log_text());
+    let (_, status) = b.get("/v1/status");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let zone = &status["zones"][0];
+    assert_eq!(
+        (
+            zone["role"].as_str(),
+            zone["serial"].as_u64(),
+            zone["available"].as_bool()
+        ),
+        (Some("secondary"), Some(7), Some(true)),
+        "{status}"
+    );
+    let (ok, table, _) = cli(&["status", "--admin", &format!("http://{}", b.admin_addr())]);
+    assert!(
+        ok && table.contains("example.com.") && table.contains("secondary"),
+        "{table}"
+    );
 
     // NOTIFY from elsewhere, or unsigned, changes nothing.
     assert_eq!(send_notify("127.0.0.2", b.addr), ResponseCode::Refused);

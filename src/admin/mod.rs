@@ -84,7 +84,8 @@ async fn readyz(State(s): State<AdminState>) -> Response {
     }
 }
 
-/// Every alias: what it answers, since when and why.
+/// Every alias: what it answers, since when and why; every zone: its role,
+/// serial and whether it is served.
 async fn status(State(s): State<AdminState>) -> Response {
     let view = s.status.load();
     let aliases: Vec<_> = view
@@ -97,7 +98,7 @@ async fn status(State(s): State<AdminState>) -> Response {
             })
         })
         .collect();
-    Json(json!({ "aliases": aliases })).into_response()
+    Json(json!({ "aliases": aliases, "zones": view.zones })).into_response()
 }
 
 /// One alias with the full trace: every target, every check it depends on.
