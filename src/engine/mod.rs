@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use hickory_proto::rr::{LowerName, Name};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
 use crate::config::{OnStale, ProbeSpec};
@@ -30,7 +30,10 @@ use crate::xfr::journal;
 use crate::xfr::notify::Notifier;
 use crate::xfr::secondary;
 use crate::xfr::tsig::Keyring;
-use crate::zone::StaticZone;
+
+mod secondaries;
+
+use secondaries::SecondaryZone;
 
 pub struct Engine {
     config: Arc<Config>,
@@ -65,15 +68,6 @@ pub struct Engine {
     /// Where secondary zone tasks report; set once they are started.
     commands_tx: Option<mpsc::Sender<Command>>,
     notifier: Notifier,
-}
-
-/// A secondary zone as the engine holds it.
-struct SecondaryZone {
-    /// The copy served; None before the first transfer and after expiry.
-    data: Option<StaticZone>,
-    held: secondary::Held,
-    /// Wakes the zone's task: the DNS front rings it on NOTIFY.
-    wake: Arc<Notify>,
 }
 
 /// Requests from the admin API, answered through `reply`.
@@ -143,24 +137,7 @@ impl Engine {
                 Arc::default(),
             ))),
             keys: Arc::new(Keyring::new(&config.keys)),
-            secondaries: config
-                .secondaries
-                .iter()
-                .map(|spec| {
-                    let restored = store
-                        .load_secondary(&spec.origin.to_string())
-                        .and_then(|copy| secondary::restore(spec, &copy, unix_now()));
-                    if let Some((zone, _)) = &restored {
-                        tracing::info!(zone = %spec.origin, serial = zone.soa.serial, "serving the stored copy until the primary is reached");
-                    }
-                    let (data, held) = restored.map_or((None, secondary::Held::default()), |(z, h)| (Some(z), h));
-                    SecondaryZone {
-                        data,
-                        held,
-                        wake: Arc::new(Notify::new()),
-                    }
-                })
-                .collect(),
+            secondaries: secondaries::restore(&config, &store),
             secondary_tasks: Vec::new(),
             commands_tx: None,
             notifier: Notifier::start(metrics.clone()),
@@ -734,84 +711,6 @@ impl Engine {
         }
     }
 
-    /// Applies what a secondary zone's task found.
-    fn secondary_event(&mut self, origin: &Name, event: secondary::Event) {
-        let Some(i) = self
-            .config
-            .secondaries
-            .iter()
-            .position(|s| &s.origin == origin)
-        else {
-            return; // a task of a zone reloaded away
-        };
-        let z = &mut self.secondaries[i];
-        let now = tokio::time::Instant::now();
-        let publish = match event {
-            secondary::Event::Loaded(zone) => {
-                z.held = secondary::Held::confirmed(zone.soa.clone(), now);
-                z.data = Some(*zone);
-                true
-            }
-            secondary::Event::Current => {
-                if let Some(soa) = z.held.soa.take() {
-                    z.held = secondary::Held::confirmed(soa, now);
-                }
-                z.data.is_none()
-            }
-            secondary::Event::Expired => {
-                z.data = None;
-                true
-            }
-        };
-        // Kept for restarts, with the time it was last known current.
-        if let Some(data) = &z.data {
-            let copy = crate::state::SecondaryCopy {
-                checked: unix_now(),
-                records: secondary::to_stored(data),
-            };
-            if let Err(e) = self.store.save_secondary(&origin.to_string(), &copy) {
-                tracing::warn!(zone = %origin, error = format!("{e:#}"), "cannot store the zone copy");
-            }
-        }
-        if !publish {
-            return;
-        }
-        let records = self.alias_records();
-        self.publish_snapshot(&records);
-        self.publish_status(Instant::now());
-    }
-
-    /// Starts the transfer tasks of secondary zones; they report through
-    /// `commands`.
-    pub fn start_secondaries(&mut self, commands: mpsc::Sender<Command>) {
-        self.commands_tx = Some(commands);
-        self.respawn_secondaries();
-    }
-
-    fn respawn_secondaries(&mut self) {
-        for t in self.secondary_tasks.drain(..) {
-            t.abort();
-        }
-        let Some(tx) = &self.commands_tx else {
-            return;
-        };
-        self.secondary_tasks = self
-            .config
-            .secondaries
-            .iter()
-            .zip(&self.secondaries)
-            .map(|(spec, z)| {
-                secondary::spawn(
-                    spec.clone(),
-                    self.keys.clone(),
-                    z.wake.clone(),
-                    z.held.clone(),
-                    tx.clone(),
-                )
-            })
-            .collect();
-    }
-
     /// Starts the periodic probes (after the first round, which `serve` ran).
     pub fn start_probing(
         &mut self,
@@ -896,38 +795,8 @@ impl Engine {
                 self.answered_since[i] = now;
             }
         }
-        // Secondary zones keep their copy by origin, under the new policy.
-        let mut old_secondaries = std::mem::take(&mut self.secondaries);
         self.keys = Arc::new(Keyring::new(&self.config.keys));
-        self.secondaries = self
-            .config
-            .secondaries
-            .iter()
-            .map(
-                |spec| match old.secondaries.iter().position(|o| o.origin == spec.origin) {
-                    Some(j) => {
-                        let mut z = std::mem::replace(
-                            &mut old_secondaries[j],
-                            SecondaryZone {
-                                data: None,
-                                held: secondary::Held::default(),
-                                wake: Arc::new(Notify::new()),
-                            },
-                        );
-                        if let Some(d) = &mut z.data {
-                            d.policy = spec.policy.clone();
-                        }
-                        z
-                    }
-                    None => SecondaryZone {
-                        data: None,
-                        held: secondary::Held::default(),
-                        wake: Arc::new(Notify::new()),
-                    },
-                },
-            )
-            .collect();
-        self.respawn_secondaries();
+        self.carry_secondaries(&old);
         // Serials: by origin, moving only where the served data changed.
         let persisted = self.store.load().unwrap_or_default();
         let records = self.alias_records();
