@@ -476,6 +476,14 @@ fn a_txtfailover_secondary_follows_its_primary_through_two_failovers() {
     b.wait_for_txt("desktop.example.com.", "PDX1");
     assert_eq!(b.serial(), 7);
     assert!(b.log_text().contains("NOTIFY received"), "{}", b.log_text());
+    // The first copy came whole, the changes as differences.
+    let (_, metrics) = a.get("/metrics");
+    for kind in ["axfr", "ixfr"] {
+        let line = format!(
+            "txtfailover_transfers_total{{zone=\"example.com.\",kind=\"{kind}\",result=\"ok\"}}"
+        );
+        assert!(metrics.contains(&line), "{kind}: {metrics}");
+    }
     let (_, status) = b.get("/v1/status");
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     let zone = &status["zones"][0];

@@ -73,18 +73,19 @@ impl Engine {
         let now = tokio::time::Instant::now();
         let publish = match event {
             secondary::Event::Loaded(zone) => {
-                z.held = secondary::Held::confirmed(zone.soa.clone(), now);
+                z.held = secondary::Held::confirmed((*zone).clone(), now);
                 z.data = Some(*zone);
                 true
             }
             secondary::Event::Current => {
-                if let Some(soa) = z.held.soa.take() {
-                    z.held = secondary::Held::confirmed(soa, now);
-                }
+                z.held.reconfirm(now);
                 z.data.is_none()
             }
             secondary::Event::Expired => {
+                // Nothing to serve, nor to build an IXFR on: the next
+                // transfer is a whole one.
                 z.data = None;
+                z.held = secondary::Held::default();
                 true
             }
         };

@@ -130,14 +130,24 @@ pub async fn notify(soa: &Record, remote: &Remote, keys: &Keyring) -> anyhow::Re
     }
 }
 
-/// The whole zone by AXFR over TCP: its records in order, the first SOA
-/// first, the closing SOA dropped.
-pub async fn axfr(origin: &Name, remote: &Remote, keys: &Keyring) -> anyhow::Result<Vec<Record>> {
-    let mut out = prepare(
-        question(origin, RecordType::AXFR, OpCode::Query),
-        remote,
-        keys,
-    )?;
+/// A zone transfer over TCP: AXFR, or IXFR from `ours` (our SOA record)
+/// when given. Returns the answer's records in order, SOAs included: the
+/// whole zone between two SOAs, a chain of differences (RFC 1995), or the
+/// SOA alone when we are current.
+pub async fn transfer(
+    origin: &Name,
+    remote: &Remote,
+    keys: &Keyring,
+    ours: Option<&Record>,
+) -> anyhow::Result<Vec<Record>> {
+    let rtype = if ours.is_some() {
+        RecordType::IXFR
+    } else {
+        RecordType::AXFR
+    };
+    let mut request = question(origin, rtype, OpCode::Query);
+    request.authorities.extend(ours.cloned());
+    let mut out = prepare(request, remote, keys)?;
     tokio::time::timeout(TRANSFER_TIMEOUT, async {
         let mut stream = TcpStream::connect(remote.addr)
             .await
@@ -145,6 +155,7 @@ pub async fn axfr(origin: &Name, remote: &Remote, keys: &Keyring) -> anyhow::Res
         let len = u16::try_from(out.bytes.len())?;
         stream.write_all(&len.to_be_bytes()).await?;
         stream.write_all(&out.bytes).await?;
+        let mut end = End::default();
         let mut records: Vec<Record> = Vec::new();
         loop {
             let len = stream
@@ -160,15 +171,19 @@ pub async fn axfr(origin: &Name, remote: &Remote, keys: &Keyring) -> anyhow::Res
             if rcode != ResponseCode::NoError {
                 bail!("{} refuses the transfer of {origin}: {rcode}", remote.addr);
             }
+            let first_message = records.is_empty();
             for r in m.answers {
-                let is_soa = r.record_type() == RecordType::SOA;
-                if records.is_empty() && !is_soa {
+                if records.is_empty() && r.record_type() != RecordType::SOA {
                     bail!("{}'s transfer does not start with the SOA", remote.addr);
                 }
-                if is_soa && !records.is_empty() {
+                let done = end.saw(&r, records.len());
+                records.push(r);
+                if done {
                     return Ok(records);
                 }
-                records.push(r);
+            }
+            if first_message && records.len() == 1 && rtype == RecordType::IXFR {
+                return Ok(records); // the SOA alone: we are current
             }
         }
     })
@@ -179,4 +194,31 @@ pub async fn axfr(origin: &Name, remote: &Remote, keys: &Keyring) -> anyhow::Res
             remote.addr
         )
     })?
+}
+
+/// Where a transfer ends: the final SOA (the first record's) comes back a
+/// second time in the AXFR form, a third time in the IXFR form (it also
+/// opens the last difference's additions).
+#[derive(Default)]
+struct End {
+    serial: Option<u32>,
+    seen: usize,
+    incremental: bool,
+}
+
+impl End {
+    /// Counts record number `at`; true when it ends the transfer.
+    fn saw(&mut self, r: &Record, at: usize) -> bool {
+        let RData::SOA(soa) = &r.data else {
+            return false;
+        };
+        let serial = *self.serial.get_or_insert(soa.serial);
+        if at == 1 && soa.serial != serial {
+            self.incremental = true;
+        }
+        if soa.serial == serial {
+            self.seen += 1;
+        }
+        self.seen == if self.incremental { 3 } else { 2 }
+    }
 }

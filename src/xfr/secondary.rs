@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
+
 use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{Name, RData, Record};
 use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
@@ -33,21 +35,32 @@ pub enum Event {
     Expired,
 }
 
-/// Where a zone's copy stands when its task starts.
+/// A zone's copy, as its task works from it (IXFR applies to it).
 #[derive(Debug, Clone, Default)]
 pub struct Held {
-    pub soa: Option<SOA>,
+    pub copy: Option<StaticZone>,
     /// When the copy expires unless a primary confirms it first.
     pub expires: Option<Instant>,
 }
 
 impl Held {
-    /// A copy with this SOA, just confirmed current at `now`.
-    pub fn confirmed(soa: SOA, now: Instant) -> Held {
+    /// A copy just confirmed current at `now`.
+    pub fn confirmed(copy: StaticZone, now: Instant) -> Held {
         Held {
-            expires: Some(now + secs(soa.expire)),
-            soa: Some(soa),
+            expires: Some(now + secs(copy.soa.expire)),
+            copy: Some(copy),
         }
+    }
+
+    /// The copy (if any) is current as of `now`: the expire timer restarts.
+    pub fn reconfirm(&mut self, now: Instant) {
+        if let Some(c) = &self.copy {
+            self.expires = Some(now + secs(c.soa.expire));
+        }
+    }
+
+    fn soa(&self) -> Option<&SOA> {
+        self.copy.as_ref().map(|c| &c.soa)
     }
 }
 
@@ -91,27 +104,25 @@ async fn run(
             tracing::error!(zone = %origin, "zone expired: no primary answered within the SOA expire time; answering SERVFAIL");
             expired = true;
             // Whatever serial the primary has when it is back, transfer it.
-            held.soa = None;
+            held.copy = None;
             report(Event::Expired).await;
         }
         if now < next {
             continue;
         }
-        let (refresh, retry) = held.soa.as_ref().map_or((FIRST_RETRY, FIRST_RETRY), |s| {
+        let (refresh, retry) = held.soa().map_or((FIRST_RETRY, FIRST_RETRY), |s| {
             (secs(s.refresh), secs(s.retry))
         });
-        match refresh_once(&spec, &keys, held.soa.as_ref()).await {
+        match refresh_once(&spec, &keys, held.copy.as_ref()).await {
             Ok(Some(zone)) => {
                 tracing::info!(zone = %origin, serial = zone.soa.serial, records = zone.records.len(), "zone transferred");
-                held = Held::confirmed(zone.soa.clone(), now);
+                held = Held::confirmed(zone.clone(), now);
                 expired = false;
                 next = now + secs(zone.soa.refresh);
                 report(Event::Loaded(Box::new(zone))).await;
             }
             Ok(None) => {
-                if let Some(soa) = held.soa.take() {
-                    held = Held::confirmed(soa, now);
-                }
+                held.reconfirm(now);
                 expired = false;
                 next = now + refresh;
                 report(Event::Current).await;
@@ -132,11 +143,11 @@ fn secs(s: i32) -> Duration {
 
 /// Asks each primary in turn; the first that answers decides. A new copy
 /// when its serial is later than ours (or we have none), None when ours is
-/// current.
+/// current. With a copy in hand, IXFR brings it up to date.
 async fn refresh_once(
     spec: &SecondarySpec,
     keys: &Keyring,
-    ours: Option<&SOA>,
+    ours: Option<&StaticZone>,
 ) -> anyhow::Result<Option<StaticZone>> {
     let mut last_error = anyhow::anyhow!("no primaries configured");
     for primary in &spec.primaries {
@@ -147,15 +158,95 @@ async fn refresh_once(
                 continue;
             }
         };
-        if ours.is_some_and(|o| !serial_gt(serial, o.serial)) {
+        if ours.is_some_and(|o| !serial_gt(serial, o.soa.serial)) {
             return Ok(None);
         }
-        match client::axfr(&spec.origin, primary, keys).await {
-            Ok(records) => return zone_from(spec, records).map(Some),
+        let our_soa = ours
+            .map(|o| Record::from_rdata(o.origin.clone(), o.soa_ttl, RData::SOA(o.soa.clone())));
+        let applied = match client::transfer(&spec.origin, primary, keys, our_soa.as_ref()).await {
+            Ok(records) => match ours {
+                Some(o) if is_incremental(&records) => apply(o, &records),
+                Some(_) if records.len() == 1 => return Ok(None),
+                _ => zone_from(spec, records),
+            },
+            Err(e) => Err(e),
+        };
+        match applied {
+            Ok(zone) => return Ok(Some(zone)),
             Err(e) => last_error = e,
         }
     }
     Err(last_error)
+}
+
+/// An IXFR answer in difference form: a second SOA right after the first.
+fn is_incremental(records: &[Record]) -> bool {
+    match (
+        records.first().map(|r| &r.data),
+        records.get(1).map(|r| &r.data),
+    ) {
+        (Some(RData::SOA(new)), Some(RData::SOA(old))) => new.serial != old.serial,
+        _ => false,
+    }
+}
+
+/// Applies an IXFR chain (RFC 1995 §4) to `ours`: for each difference, the
+/// old SOA (which must be the serial we hold), the records to delete, the
+/// new SOA, the records to add; the final SOA closes it.
+pub fn apply(ours: &StaticZone, records: &[Record]) -> anyhow::Result<StaticZone> {
+    let soa_of = |r: &Record| match &r.data {
+        RData::SOA(s) => Some(s.clone()),
+        _ => None,
+    };
+    let final_soa = soa_of(&records[0]).context("IXFR does not start with the SOA")?;
+    let wire = |r: &Record| r.to_bytes().unwrap_or_default();
+    let mut zone = ours.clone();
+    let mut at = 1;
+    loop {
+        let old = records
+            .get(at)
+            .and_then(soa_of)
+            .context("IXFR ends inside a difference")?;
+        if old.serial == final_soa.serial && at + 1 == records.len() {
+            break; // the closing SOA
+        }
+        anyhow::ensure!(
+            old.serial == zone.soa.serial,
+            "IXFR difference starts at serial {}, we hold {}",
+            old.serial,
+            zone.soa.serial
+        );
+        at += 1;
+        while let Some(r) = records.get(at).filter(|r| soa_of(r).is_none()) {
+            let gone = wire(r);
+            let before = zone.records.len();
+            zone.records.retain(|x| wire(x) != gone);
+            anyhow::ensure!(
+                zone.records.len() < before,
+                "IXFR deletes a record we do not hold: {r}"
+            );
+            at += 1;
+        }
+        let new = records
+            .get(at)
+            .and_then(soa_of)
+            .context("IXFR difference has no new SOA")?;
+        zone.soa_ttl = records[at].ttl;
+        zone.soa = new;
+        at += 1;
+        while let Some(r) = records.get(at).filter(|r| soa_of(r).is_none()) {
+            if ours.origin.zone_of(&r.name) {
+                zone.records.push(r.clone());
+            }
+            at += 1;
+        }
+    }
+    anyhow::ensure!(
+        zone.soa.serial == final_soa.serial,
+        "IXFR chain stops short of serial {}",
+        final_soa.serial
+    );
+    Ok(zone)
 }
 
 /// A transferred zone as the engine serves it; records outside the zone are
@@ -232,8 +323,8 @@ pub fn restore(
         return None;
     }
     let held = Held {
-        soa: Some(zone.soa.clone()),
         expires: Some(Instant::now() + (secs(zone.soa.expire) - age)),
+        copy: Some(zone.clone()),
     };
     Some((zone, held))
 }
@@ -251,6 +342,74 @@ mod tests {
         }
     }
 
+    /// A primary's zone answering `id`, at `serial`, as its snapshot.
+    fn version(
+        serial: u32,
+        id: &str,
+        base: Option<&crate::snapshot::Snapshot>,
+    ) -> crate::snapshot::Snapshot {
+        let text =
+            "$TTL 300\n@ IN SOA ns1 h 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\n";
+        let zone =
+            crate::zone::parse_zone(text, std::path::Path::new("z"), &spec().origin).unwrap();
+        let alias = crate::snapshot::AliasRecord {
+            name: Name::from_ascii("desktop.example.com.").unwrap(),
+            zone: 0,
+            ttl: 30,
+            answer: crate::snapshot::AliasAnswer::Txt(id.into()),
+        };
+        let input = crate::snapshot::ZoneInput {
+            origin: &zone.origin,
+            data: Some(&zone),
+            serial,
+            policy: &zone.policy,
+            refresh: None,
+        };
+        let mut snap = crate::snapshot::Snapshot::build(
+            &[input],
+            &[alias],
+            Default::default(),
+            Default::default(),
+        );
+        if let Some(base) = base {
+            crate::xfr::journal::carry(&mut snap, base);
+        }
+        snap
+    }
+
+    /// The zone a secondary would hold after transferring `snap` whole.
+    fn copy_of(snap: &crate::snapshot::Snapshot) -> StaticZone {
+        zone_from(&spec(), crate::xfr::journal::axfr(&snap.zones[0])).unwrap()
+    }
+
+    #[test]
+    fn an_ixfr_chain_brings_a_copy_to_the_primarys_version() {
+        let v5 = version(5, "PDX1", None);
+        let v6 = version(6, "IAD1", Some(&v5));
+        let v7 = version(7, "DUB1", Some(&v6));
+        let ours = copy_of(&v5);
+        let chain = crate::xfr::journal::ixfr(&v7.zones[0], 5);
+        assert!(is_incremental(&chain));
+        let updated = apply(&ours, &chain).unwrap();
+        let want = copy_of(&v7);
+        assert_eq!(updated.soa.serial, 7);
+        let mut got: Vec<String> = updated.records.iter().map(|r| r.to_string()).collect();
+        let mut expected: Vec<String> = want.records.iter().map(|r| r.to_string()).collect();
+        got.sort();
+        expected.sort();
+        assert_eq!(got, expected);
+        // A chain that starts at a serial we do not hold is an error, not a
+        // silently wrong copy.
+        let from_6 = crate::xfr::journal::ixfr(&v7.zones[0], 6);
+        let err = apply(&ours, &from_6).unwrap_err();
+        assert!(
+            err.to_string().contains("starts at serial 6, we hold 5"),
+            "{err}"
+        );
+        // The AXFR form is not a chain.
+        assert!(!is_incremental(&crate::xfr::journal::ixfr(&v7.zones[0], 1)));
+    }
+
     #[test]
     fn a_stored_copy_round_trips_until_it_expires() {
         let text = "$TTL 300\n@ IN SOA ns1 h 9 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\n\
@@ -265,7 +424,7 @@ mod tests {
         let (back, held) = restore(&spec(), &copy, now).expect("a fresh copy restores");
         assert_eq!(back.records, zone.records);
         assert_eq!(back.soa, zone.soa);
-        assert_eq!(held.soa.unwrap().serial, 9);
+        assert_eq!(held.copy.unwrap().soa.serial, 9);
         let old = SecondaryCopy {
             checked: now - 86_400,
             ..copy
