@@ -1,3 +1,4 @@
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -89,6 +90,19 @@ enum OverrideAction {
     },
 }
 
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: cannot write the output: {e}");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // hickory-server logs two INFO lines per response: keep it at warn.
@@ -122,7 +136,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check { .. } => {
-            print_check(&config);
+            emit(&check_report(&config));
             ExitCode::SUCCESS
         }
         Command::Status { .. }
@@ -149,16 +163,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_check(config: &Config) {
+/// What `check` prints: the configuration as it would be served.
+fn check_report(config: &Config) -> String {
+    let mut out = String::new();
     for w in &config.warnings {
-        println!("warning: {w}");
+        let _ = writeln!(out, "warning: {w}");
     }
-    println!("configuration {} is valid", config.source.display());
+    let _ = writeln!(out, "configuration {} is valid", config.source.display());
     for a in &config.server.listen {
-        println!("listen {a} (udp, tcp)");
+        let _ = writeln!(out, "listen {a} (udp, tcp)");
     }
     for z in &config.zones {
-        println!(
+        let _ = writeln!(
+            out,
             "zone {} serial {} ({} records), transfers {}, notifies {}",
             z.origin,
             z.soa.serial,
@@ -173,18 +190,20 @@ fn print_check(config: &Config) {
     }
     for s in &config.secondaries {
         let primaries: Vec<String> = s.primaries.iter().map(|p| p.addr.to_string()).collect();
-        println!(
+        let _ = writeln!(
+            out,
             "zone {} secondary of {} (transferred at start)",
             s.origin,
             primaries.join(", ")
         );
     }
     for k in &config.keys {
-        println!("tsig key {} {}", k.name, k.algorithm);
+        let _ = writeln!(out, "tsig key {} {}", k.name, k.algorithm);
     }
     for c in &config.checks {
         let t = &c.timing;
-        println!(
+        let _ = writeln!(
+            out,
             "check {} every {} timeout {} fall {} rise {}",
             c.name,
             humantime::format_duration(t.interval),
@@ -195,7 +214,8 @@ fn print_check(config: &Config) {
     }
     for a in &config.aliases {
         let primary = &a.targets[0];
-        println!(
+        let _ = writeln!(
+            out,
             "{} {} IN TXT \"{}\"   ; {} until probes say otherwise",
             a.name, a.ttl, primary.connection_id, primary.region
         );
@@ -205,7 +225,8 @@ fn print_check(config: &Config) {
                 .iter()
                 .map(|&c| config.checks[c].name.as_str())
                 .collect();
-            println!(
+            let _ = writeln!(
+                out,
                 "  #{i} {} {} checks [{}]",
                 t.region,
                 t.connection_id,
@@ -213,6 +234,7 @@ fn print_check(config: &Config) {
             );
         }
     }
+    out
 }
 
 /// Runs an operator command against the admin API.
@@ -261,11 +283,12 @@ fn operator(command: Command) -> ExitCode {
         }
     });
     match result {
+        Ok(text) if text.ends_with('\n') => {
+            emit(&text);
+            ExitCode::SUCCESS
+        }
         Ok(text) => {
-            print!("{text}");
-            if !text.ends_with('\n') {
-                println!();
-            }
+            emit(&format!("{text}\n"));
             ExitCode::SUCCESS
         }
         Err(e) => {
