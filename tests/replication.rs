@@ -285,6 +285,9 @@ fn transfers_need_an_allowed_source_or_the_key() {
     let unsigned = dig(&[&at, "-p", &port, "example.com", "AXFR"]);
     assert!(unsigned.contains("Transfer failed"), "{unsigned}");
     assert!(!unsigned.contains("PDX1"), "{unsigned}");
+    // Missing TSIG where the zone wants one: NOTAUTH, no data.
+    let k = kdig(&[&at, "-p", &port, "example.com", "AXFR"]);
+    assert!(k.contains("NOTAUTH") && !k.contains("PDX1"), "{k}");
     let wrong = with(WRONG);
     assert!(
         wrong.contains("BADSIG") && !wrong.contains("PDX1"),

@@ -21,7 +21,7 @@ use crate::zone::{StaticZone, parse_zone};
 use error::SourceMap;
 pub use error::{ConfigError, Problem};
 use raw::{RawAlias, RawCheck, RawConfig, RawServer};
-pub use transfer::{AccessRule, Remote, SecondarySpec, TsigKey, ZonePolicy, allowed};
+pub use transfer::{AccessRule, Remote, SecondarySpec, TsigKey, ZonePolicy, allowed, needs_key};
 
 pub const DEFAULT_CONFIG: &str = "config/txtfailover.toml";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5353";

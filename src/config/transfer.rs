@@ -59,6 +59,15 @@ pub fn allowed(rules: &[AccessRule], src: IpAddr, key: Option<&Name>) -> bool {
     rules.iter().any(|r| r.allows(src, key))
 }
 
+/// Would a rule allow `src` if only it were signed with the right key? Then
+/// a refusal is an authentication failure (NOTAUTH), not a plain REFUSED.
+pub fn needs_key(rules: &[AccessRule], src: IpAddr) -> bool {
+    let src = canonical(src);
+    rules
+        .iter()
+        .any(|r| r.key.is_some() && (r.from.is_empty() || r.from.iter().any(|n| n.contains(&src))))
+}
+
 /// An IPv4 peer on a dual-stack socket arrives as `::ffff:a.b.c.d`.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {

@@ -11,7 +11,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
 use super::answer;
-use crate::config::allowed;
+use crate::config::{allowed, needs_key};
 use crate::metrics::Metrics;
 use crate::snapshot::{ServedZone, Snapshot};
 use crate::xfr::journal;
@@ -145,9 +145,16 @@ fn transfer(
     let origin = zone.origin.to_string();
     let mut kind = if is_axfr { "axfr" } else { "ixfr" };
     if !allowed(&zone.policy.allow_transfer, peer.ip, key) {
-        tracing::warn!(zone = %origin, from = %peer.ip, key = ?key.map(|k| k.to_string()), kind, "transfer refused: source or key not in allow_transfer");
+        // Missing or unaccepted key where a key would do: NOTAUTH (as the
+        // TSIG RFC and Knot have it); otherwise the source is not welcome.
+        let rcode = if key.is_some() || needs_key(&zone.policy.allow_transfer, peer.ip) {
+            ResponseCode::NotAuth
+        } else {
+            ResponseCode::Refused
+        };
+        tracing::warn!(zone = %origin, from = %peer.ip, key = ?key.map(|k| k.to_string()), kind, %rcode, "transfer refused: source or key not in allow_transfer");
         metrics.transfer(&origin, kind, "refused", 1);
-        return vec![error(request, ResponseCode::Refused)];
+        return vec![error(request, rcode)];
     }
     if !zone.available {
         metrics.transfer(&origin, kind, "unavailable", 1);

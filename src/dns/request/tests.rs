@@ -225,3 +225,42 @@ fn a_secondary_without_a_copy_answers_servfail_on_both_paths() {
         assert_eq!(r.metadata.response_code, ResponseCode::ServFail, "{qname}");
     }
 }
+
+#[test]
+fn an_unsigned_transfer_where_a_key_is_required_is_notauth() {
+    let zone = parse_zone(ZONE, Path::new("z"), &name("example.com.")).unwrap();
+    let policy = ZonePolicy {
+        allow_transfer: vec![
+            AccessRule {
+                from: vec!["10.0.0.0/8".parse().unwrap()],
+                key: Some(name("xfr.")),
+            },
+            AccessRule {
+                from: vec!["192.0.2.0/24".parse().unwrap()],
+                key: None,
+            },
+        ],
+        ..ZonePolicy::default()
+    };
+    let input = ZoneInput {
+        origin: &zone.origin,
+        data: Some(&zone),
+        serial: 1,
+        policy: &policy,
+        refresh: None,
+    };
+    let snap = Snapshot::build(&[input], &[], Default::default(), Default::default());
+    let q = request("example.com.", RecordType::AXFR, OpCode::Query);
+    assert_eq!(
+        rcode(&ask(&snap, &q, "10.0.0.1", Transport::Tcp)),
+        ResponseCode::NotAuth
+    );
+    assert_eq!(
+        rcode(&ask(&snap, &q, "198.51.100.1", Transport::Tcp)),
+        ResponseCode::Refused
+    );
+    assert_eq!(
+        rcode(&ask(&snap, &q, "192.0.2.1", Transport::Tcp)),
+        ResponseCode::NoError
+    );
+}
