@@ -635,3 +635,48 @@ fn a_reload_points_a_secondary_zone_at_another_primary() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_large_zone_goes_out_in_several_signed_messages_that_dig_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut zone = ZONE.to_string();
+    for i in 0..400 {
+        zone.push_str(&format!("r{i} IN TXT \"{}\"\n", "x".repeat(200)));
+    }
+    let port = free_port();
+    let body = format!(
+        "allow_transfer = [{{ key = \"xfr\" }}]\n\n{}",
+        alias_body("0s")
+    );
+    let path = write_config(dir.path(), port, &body, &zone);
+    let s = Server::start_with(dir.path(), &path, port);
+    let at = format!("@{}", s.addr.ip());
+    let key = format!("hmac-sha256:xfr:{SECRET}");
+    let out = dig(&[
+        &at,
+        "-p",
+        &port.to_string(),
+        "-y",
+        &key,
+        "example.com",
+        "AXFR",
+    ]);
+    // dig checks the TSIG of every message, each chained on the previous
+    // (kdig, it turns out, does not complain when a later one is wrong).
+    assert!(
+        !out.contains("could not be validated") && !out.contains("failed"),
+        "{out}"
+    );
+    let size = out
+        .lines()
+        .find_map(|l| l.strip_prefix(";; XFR size: "))
+        .unwrap_or_else(|| panic!("no transfer summary:\n{out}"));
+    // SOA, NS, two A, the alias, 400 TXT, SOA; about 88 KB cannot be one message.
+    assert!(size.starts_with("406 records (messages "), "{size}");
+    let messages: usize = size["406 records (messages ".len()..]
+        .split(',')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_default();
+    assert!(messages >= 2, "{size}");
+}
