@@ -451,24 +451,36 @@ fn send_notify(from: &str, to: SocketAddr) -> ResponseCode {
         .response_code
 }
 
+/// Starts a txtfailover secondary of example.com on `port`, config in
+/// `dir`, transferring from `primary`, signed with the shared key when
+/// `signed`. Returns it and its config path.
+fn secondary(dir: &Path, port: u16, primary: SocketAddr, signed: bool) -> (Server, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (key_table, key) = if signed {
+        let table = format!(
+            "[[key]]\nname = \"xfr\"\nalgorithm = \"hmac-sha256\"\nsecret = \"{SECRET}\"\n\n"
+        );
+        (table, ", key = \"xfr\"")
+    } else {
+        (String::new(), "")
+    };
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:{port}\"]\nstate_dir = \"state\"\nudp_workers = 2\n\
+         [admin]\nlisten = \"127.0.0.1:{}\"\n\n{key_table}\
+         [[zone]]\norigin = \"example.com\"\nprimaries = [{{ address = \"{primary}\"{key} }}]\n",
+        free_port()
+    );
+    let path = dir.join("txtfailover.toml");
+    std::fs::write(&path, config).unwrap();
+    (Server::start_with(dir, &path, port), path)
+}
+
 #[test]
 fn a_txtfailover_secondary_follows_its_primary_through_two_failovers() {
     let dir = tempfile::tempdir().unwrap();
     let b_port = free_port();
     let a = primary(&dir.path().join("a"), &[b_port], "");
-    let b_dir = dir.path().join("b");
-    std::fs::create_dir_all(&b_dir).unwrap();
-    let admin = free_port();
-    let config = format!(
-        "[server]\nlisten = [\"127.0.0.1:{b_port}\"]\nstate_dir = \"state\"\nudp_workers = 2\n\
-         [admin]\nlisten = \"127.0.0.1:{admin}\"\n\n\
-         [[key]]\nname = \"xfr\"\nalgorithm = \"hmac-sha256\"\nsecret = \"{SECRET}\"\n\n\
-         [[zone]]\norigin = \"example.com\"\nprimaries = [{{ address = \"{}\", key = \"xfr\" }}]\n",
-        a.addr
-    );
-    let path = b_dir.join("txtfailover.toml");
-    std::fs::write(&path, config).unwrap();
-    let b = Server::start_with(&b_dir, &path, b_port);
+    let (b, _) = secondary(&dir.path().join("b"), b_port, a.addr, true);
     b.wait_for_txt("desktop.example.com.", "PDX1");
     assert_eq!(b.serial(), 5);
 
@@ -521,19 +533,7 @@ fn pair(dir: &Path, timers: &str) -> (Server, Server, PathBuf) {
     let allow = "allow_transfer = [{ from = [\"127.0.0.1\"] }]\n";
     let path = write_config(&a_dir, a_port, allow, &zone);
     let a = Server::start_with(&a_dir, &path, a_port);
-    let b_dir = dir.join("b");
-    std::fs::create_dir_all(&b_dir).unwrap();
-    let b_port = free_port();
-    let config = format!(
-        "[server]\nlisten = [\"127.0.0.1:{b_port}\"]\nstate_dir = \"state\"\nudp_workers = 2\n\
-         [admin]\nlisten = \"127.0.0.1:{}\"\n\n\
-         [[zone]]\norigin = \"example.com\"\nprimaries = [{{ address = \"{}\" }}]\n",
-        free_port(),
-        a.addr
-    );
-    let path = b_dir.join("txtfailover.toml");
-    std::fs::write(&path, config).unwrap();
-    let b = Server::start_with(&b_dir, &path, b_port);
+    let (b, path) = secondary(&dir.join("b"), free_port(), a.addr, false);
     let www = plain_query("www.example.com.", RecordType::A);
     let start = Instant::now();
     while b.udp(&www).metadata.response_code != ResponseCode::NoError {
@@ -597,20 +597,9 @@ fn a_reload_points_a_secondary_zone_at_another_primary() {
     let allow = "allow_transfer = [{ from = [\"127.0.0.1\"] }]\n";
     let path = write_config(&a_dir, a_port, allow, ZONE);
     let a = Server::start_with(&a_dir, &path, a_port);
-    let b_dir = dir.path().join("b");
-    std::fs::create_dir_all(&b_dir).unwrap();
-    let b_port = free_port();
     // First nothing answers at the configured primary: SERVFAIL.
     let nobody = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let config = format!(
-        "[server]\nlisten = [\"127.0.0.1:{b_port}\"]\nstate_dir = \"state\"\nudp_workers = 2\n\
-         [admin]\nlisten = \"127.0.0.1:{}\"\n\n\
-         [[zone]]\norigin = \"example.com\"\nprimaries = [{{ address = \"{nobody}\" }}]\n",
-        free_port()
-    );
-    let path = b_dir.join("txtfailover.toml");
-    std::fs::write(&path, config).unwrap();
-    let b = Server::start_with(&b_dir, &path, b_port);
+    let (b, path) = secondary(&dir.path().join("b"), free_port(), nobody, false);
     let www = plain_query("www.example.com.", RecordType::A);
     assert_eq!(b.udp(&www).metadata.response_code, ResponseCode::ServFail);
     // Point it at the real primary and reload: it transfers at once.
