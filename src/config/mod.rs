@@ -607,11 +607,11 @@ impl Validator<'_> {
                 continue;
             }
             origins.push(origin.clone());
-            let policy = self.zone_policy(z, keys);
+            let primaries = self.remotes(z.primaries.as_deref().unwrap_or(&[]), keys, "primaries");
+            let policy = self.zone_policy(z, keys, &primaries);
             let file = match (&z.file, &z.primaries) {
                 (Some(file), None) => file,
                 (None, Some(p)) if !p.is_empty() => {
-                    let primaries = self.remotes(p, keys, "primaries");
                     secondaries.push(SecondarySpec {
                         origin,
                         primaries,

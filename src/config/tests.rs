@@ -540,3 +540,11 @@ fn servfail_in_a_transferred_zone_is_warned_about() {
         c.warnings
     );
 }
+
+#[test]
+fn a_bad_primary_address_is_reported_once() {
+    let err = run("\n[[zone]]\norigin = \"x.org\"\nprimaries = [{ address = \"192.0.2.1\" }]\n")
+        .unwrap_err();
+    assert_eq!(err.0.len(), 1, "{err}");
+    assert!(err.0[0].message.contains("primaries address"), "{err}");
+}

@@ -365,7 +365,13 @@ impl Validator<'_> {
     }
 
     /// Replication settings of one `[[zone]]`.
-    pub(super) fn zone_policy(&mut self, z: &RawZone, keys: &[TsigKey]) -> ZonePolicy {
+    /// `primaries` are the zone's, already read (none for a primary zone).
+    pub(super) fn zone_policy(
+        &mut self,
+        z: &RawZone,
+        keys: &[TsigKey],
+        primaries: &[Remote],
+    ) -> ZonePolicy {
         let serial = match &z.serial {
             None => SerialScheme::default(),
             Some(s) => SerialScheme::parse(s.get_ref()).unwrap_or_else(|| {
@@ -405,7 +411,6 @@ impl Validator<'_> {
         }
         if z.allow_notify.is_none() {
             // By default the primaries may tell us about new serials.
-            let primaries = self.remotes(z.primaries.as_deref().unwrap_or(&[]), keys, "primaries");
             allow_notify = primaries
                 .iter()
                 .map(|p| AccessRule {
