@@ -180,12 +180,7 @@ fn transfer(
         let records = journal::ixfr(zone, client);
         kind = match records.len() {
             1 => "ixfr_current",
-            _ if records
-                .get(1)
-                .is_some_and(|r| r.record_type() == RecordType::SOA) =>
-            {
-                "ixfr"
-            }
+            _ if journal::is_incremental(&records) => "ixfr",
             _ => "ixfr_full",
         };
         if peer.transport == Transport::Udp && records.len() > 1 {
@@ -252,23 +247,29 @@ pub fn respond_udp(
         messages,
         mut signer,
     } = handle(snap, &request, query, &peer, metrics, now)?;
-    let mut response = messages.into_iter().next()?;
+    let response = messages.into_iter().next()?;
     let mut limit = answer::udp_limit(request.edns.as_ref().map(|e| e.max_payload()));
     if signer.is_some() {
         limit -= TSIG_ROOM;
     }
-    let fits = response.to_vec().ok()?.len() <= limit;
-    if fits {
+    // Encoded once; a signature covers exactly these bytes.
+    let bytes = response.to_vec().ok()?;
+    let (mut response, bytes) = if bytes.len() <= limit {
         answer::count_alias_answer(snap, &request, &response);
+        (response, bytes)
     } else {
         let mut truncated = Message::response(response.metadata.id, response.metadata.op_code);
         truncated.metadata = response.metadata;
         truncated.metadata.truncation = true;
         truncated.queries = response.queries;
         truncated.edns = response.edns;
-        response = truncated;
+        let bytes = truncated.to_vec().ok()?;
+        (truncated, bytes)
+    };
+    match signer.as_mut() {
+        None => Some(bytes),
+        Some(signer) => tsig::append(&mut response, &bytes, signer, now),
     }
-    tsig::encode(&mut response, signer.as_mut(), now)
 }
 
 #[cfg(test)]

@@ -118,6 +118,18 @@ pub fn diff(old: &[Record], new: &[Record]) -> (Vec<Record>, Vec<Record>) {
     (removed, added)
 }
 
+/// An IXFR answer in difference form: a second SOA, of another serial,
+/// right after the first (the AXFR form has zone data there).
+pub fn is_incremental(records: &[Record]) -> bool {
+    match (
+        records.first().map(|r| &r.data),
+        records.get(1).map(|r| &r.data),
+    ) {
+        (Some(RData::SOA(new)), Some(RData::SOA(old))) => new.serial != old.serial,
+        _ => false,
+    }
+}
+
 /// The whole zone as AXFR sends it: SOA, every other record, SOA again.
 pub fn axfr(zone: &ServedZone) -> Vec<Record> {
     let mut out = vec![zone.soa.clone()];

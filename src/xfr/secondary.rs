@@ -14,8 +14,8 @@ use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
-use super::client;
 use super::tsig::Keyring;
+use super::{client, journal};
 use crate::config::SecondarySpec;
 use crate::engine::Command;
 use crate::serial::serial_gt;
@@ -89,22 +89,20 @@ async fn run(
             let _ = commands.send(Command::Secondary { origin, event }).await;
         }
     };
-    let mut expired = false;
     // Refresh at once: on start, a reload, or after a restart.
     let mut next = Instant::now();
     loop {
-        let expire_at = held.expires;
-        let wake_at = expire_at.map_or(next, |e| next.min(e));
+        let wake_at = held.expires.map_or(next, |e| next.min(e));
         tokio::select! {
             () = tokio::time::sleep_until(wake_at) => {}
             () = wake.notified() => next = Instant::now(),
         }
         let now = Instant::now();
-        if !expired && expire_at.is_some_and(|e| now >= e) {
+        if held.expires.is_some_and(|e| now >= e) {
             tracing::error!(zone = %origin, "zone expired: no primary answered within the SOA expire time; answering SERVFAIL");
-            expired = true;
-            // Whatever serial the primary has when it is back, transfer it.
-            held.copy = None;
+            // Nothing held, no timer left: whatever serial the primary has
+            // when it is back is transferred whole.
+            held = Held::default();
             report(Event::Expired).await;
         }
         if now < next {
@@ -117,13 +115,11 @@ async fn run(
             Ok(Some(zone)) => {
                 tracing::info!(zone = %origin, serial = zone.soa.serial, records = zone.records.len(), "zone transferred");
                 held = Held::confirmed(zone.clone(), now);
-                expired = false;
                 next = now + secs(zone.soa.refresh);
                 report(Event::Loaded(Box::new(zone))).await;
             }
             Ok(None) => {
                 held.reconfirm(now);
-                expired = false;
                 next = now + refresh;
                 report(Event::Current).await;
             }
@@ -165,7 +161,7 @@ async fn refresh_once(
             .map(|o| Record::from_rdata(o.origin.clone(), o.soa_ttl, RData::SOA(o.soa.clone())));
         let applied = match client::transfer(&spec.origin, primary, keys, our_soa.as_ref()).await {
             Ok(records) => match ours {
-                Some(o) if is_incremental(&records) => apply(o, &records),
+                Some(o) if journal::is_incremental(&records) => apply(o, &records),
                 Some(_) if records.len() == 1 => return Ok(None),
                 _ => zone_from(spec, records),
             },
@@ -177,17 +173,6 @@ async fn refresh_once(
         }
     }
     Err(last_error)
-}
-
-/// An IXFR answer in difference form: a second SOA right after the first.
-fn is_incremental(records: &[Record]) -> bool {
-    match (
-        records.first().map(|r| &r.data),
-        records.get(1).map(|r| &r.data),
-    ) {
-        (Some(RData::SOA(new)), Some(RData::SOA(old))) => new.serial != old.serial,
-        _ => false,
-    }
 }
 
 /// Applies an IXFR chain (RFC 1995 §4) to `ours`: for each difference, the
@@ -389,7 +374,7 @@ mod tests {
         let v7 = version(7, "DUB1", Some(&v6));
         let ours = copy_of(&v5);
         let chain = crate::xfr::journal::ixfr(&v7.zones[0], 5);
-        assert!(is_incremental(&chain));
+        assert!(journal::is_incremental(&chain));
         let updated = apply(&ours, &chain).unwrap();
         let want = copy_of(&v7);
         assert_eq!(updated.soa.serial, 7);
@@ -407,7 +392,10 @@ mod tests {
             "{err}"
         );
         // The AXFR form is not a chain.
-        assert!(!is_incremental(&crate::xfr::journal::ixfr(&v7.zones[0], 1)));
+        assert!(!journal::is_incremental(&crate::xfr::journal::ixfr(
+            &v7.zones[0],
+            1
+        )));
     }
 
     #[test]

@@ -214,13 +214,15 @@ impl Signer {
     }
 }
 
-/// Encodes `message` with its TSIG appended, signed by `signer` if given.
-pub fn encode(message: &mut Message, signer: Option<&mut Signer>, now: u64) -> Option<Vec<u8>> {
-    let unsigned = message.to_vec().ok()?;
-    let Some(signer) = signer else {
-        return Some(unsigned);
-    };
-    message.set_signature(signer.sign(&unsigned, now));
+/// `message` encoded with its TSIG appended; `unsigned` is its encoding
+/// without one, which the signature covers.
+pub fn append(
+    message: &mut Message,
+    unsigned: &[u8],
+    signer: &mut Signer,
+    now: u64,
+) -> Option<Vec<u8>> {
+    message.set_signature(signer.sign(unsigned, now));
     message.to_vec().ok()
 }
 
@@ -267,7 +269,8 @@ mod tests {
             let mut response = Message::response(request.metadata.id, OpCode::Query);
             response.queries = request.queries.clone();
             response.metadata.authoritative = i == 0;
-            let bytes = encode(&mut response, Some(&mut signer), now + 5 + i).unwrap();
+            let unsigned = response.to_vec().unwrap();
+            let bytes = append(&mut response, &unsigned, &mut signer, now + 5 + i).unwrap();
             verifier
                 .verify(&bytes)
                 .unwrap_or_else(|e| panic!("message {i}: {e}"));
