@@ -526,9 +526,7 @@ impl Engine {
             tracing::error!(error = format!("{e:#}"), "cannot persist serials");
         }
         self.publish_snapshot(&records);
-        let unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let unix = unix_now() as i64;
         for (i, from, d) in changes {
             let alias = &self.config.aliases[i];
             self.metrics.answer_changed(&alias.name.to_string(), unix);
