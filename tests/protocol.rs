@@ -267,3 +267,100 @@ fn serves_every_listen_address_including_ipv6() {
     assert_eq!(txt_of(&query_tcp(v6, &q)), ["PDXexampleConnId0001"]);
     assert_eq!(s.txt("desktop.example.com."), ["PDXexampleConnId0001"]);
 }
+
+#[test]
+fn no_udp_answer_is_larger_than_the_requester_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir);
+    // Many questions with long, distinct names: the answer must not echo them.
+    let long = |i: usize| format!("{}.example.com.", vec![format!("{i:a>60}"); 3].join("."));
+    let mut many = plain_query(&long(0), RecordType::TXT);
+    for i in 1..12 {
+        let mut q = many.queries[0].clone();
+        q.set_name(hickory_proto::rr::Name::from_ascii(long(i)).unwrap());
+        many.add_query(q);
+    }
+    let edns = {
+        let mut q = edns_query(&long(0), RecordType::TXT, 512, false);
+        q.queries = many.queries.clone();
+        q
+    };
+    for q in [&many, &edns] {
+        let bytes = q.to_vec().unwrap();
+        assert!(bytes.len() > 2000, "a big query: {}", bytes.len());
+        let raw = raw_udp(s.addr, &bytes, Duration::from_secs(2)).expect("an answer");
+        assert_eq!(raw.len(), 12, "a bare header, as NSD answers it");
+        let m = Message::from_vec(&raw).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+        assert_eq!(m.metadata.id, q.metadata.id);
+    }
+    // No question at all: the same bare header.
+    let mut none = plain_query("example.com.", RecordType::SOA);
+    none.queries.clear();
+    let raw = raw_udp(s.addr, &none.to_vec().unwrap(), Duration::from_secs(2)).unwrap();
+    assert_eq!(raw.len(), 12);
+    // A NOTIFY with many questions: no echo either.
+    let mut notify = many.clone();
+    notify.metadata.op_code = OpCode::Notify;
+    let raw = raw_udp(s.addr, &notify.to_vec().unwrap(), Duration::from_secs(2)).unwrap();
+    assert!(raw.len() <= 12 + 11, "{} bytes", raw.len());
+    // Every answer of the big zone stays within 512 bytes without EDNS.
+    for (name, t) in [
+        ("big.example.com.", RecordType::TXT),
+        ("example.com.", RecordType::ANY),
+        ("www.child.example.com.", RecordType::A),
+    ] {
+        let raw = raw_udp(
+            s.addr,
+            &plain_query(name, t).to_vec().unwrap(),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        assert!(raw.len() <= 512, "{name} {t}: {} bytes", raw.len());
+    }
+}
+
+#[test]
+fn notimp_does_not_copy_rd_or_cd() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir);
+    let mut q = plain_query("example.com.", RecordType::SOA);
+    q.metadata.op_code = OpCode::Status;
+    q.metadata.recursion_desired = true;
+    q.metadata.checking_disabled = true;
+    let r = s.udp(&q);
+    assert_eq!(r.metadata.response_code, ResponseCode::NotImp);
+    assert!(!r.metadata.recursion_desired, "RD cleared");
+    assert!(!r.metadata.checking_disabled, "CD cleared");
+}
+
+#[test]
+fn ns_and_mx_answers_carry_addresses_of_in_zone_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let zone = format!(
+        "{ZONE}@ IN MX 10 mail\nmail IN A 192.0.2.25\nmail IN AAAA 2001:db8::25\n@ IN MX 20 mx.elsewhere.test.\n"
+    );
+    let s = Server::start(dir.path(), CONFIG, &zone);
+    for r in both(&s, &plain_query("example.com.", RecordType::NS)) {
+        assert_eq!(r.answers.len(), 1);
+        let glue: Vec<_> = r.additionals.iter().map(|r| r.data.clone()).collect();
+        assert_eq!(glue.len(), 1, "{glue:?}");
+        assert_eq!(r.additionals[0].name.to_ascii(), "ns1.example.com.");
+    }
+    for r in both(&s, &plain_query("example.com.", RecordType::MX)) {
+        assert_eq!(r.answers.len(), 2);
+        let mut types: Vec<_> = r
+            .additionals
+            .iter()
+            .map(|a| (a.name.to_ascii(), a.record_type()))
+            .collect();
+        types.sort();
+        assert_eq!(
+            types,
+            [
+                ("mail.example.com.".to_string(), RecordType::A),
+                ("mail.example.com.".to_string(), RecordType::AAAA)
+            ]
+        );
+    }
+}

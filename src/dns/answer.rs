@@ -150,7 +150,12 @@ pub fn respond(snap: &Snapshot, request: &Message) -> Option<Message> {
         return None;
     }
     let mut response = base(request);
-    if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+    if request.queries.len() != 1 && request.metadata.op_code == OpCode::Query {
+        response.metadata.response_code = ResponseCode::FormErr;
+        return Some(response);
+    }
+    // BADVERS travels in the OPT record, which a bare header has none of.
+    if response.edns.is_some() && request.edns.as_ref().is_some_and(|e| e.version() > 0) {
         response.metadata.response_code = ResponseCode::BADVERS;
         return Some(response);
     }
@@ -158,8 +163,7 @@ pub fn respond(snap: &Snapshot, request: &Message) -> Option<Message> {
         response.metadata.response_code = rcode;
     };
     if request.metadata.op_code != OpCode::Query {
-        rcode(&mut response, ResponseCode::NotImp);
-        return Some(response);
+        return Some(not_implemented(response));
     }
     let [query] = request.queries.as_slice() else {
         rcode(&mut response, ResponseCode::FormErr);
@@ -170,10 +174,16 @@ pub fn respond(snap: &Snapshot, request: &Message) -> Option<Message> {
         return Some(response);
     }
     if let Some(code) = refuse_question(query) {
+        if code == ResponseCode::NotImp {
+            return Some(not_implemented(response));
+        }
         rcode(&mut response, code);
         return Some(response);
     }
-    let outcome = resolve(snap, query.name(), query.query_type());
+    let mut outcome = resolve(snap, query.name(), query.query_type());
+    if outcome.rcode == ResponseCode::NoError && outcome.authoritative {
+        add_target_addresses(snap, &mut outcome);
+    }
     response.metadata.response_code = outcome.rcode;
     response.metadata.authoritative = outcome.authoritative;
     response.answers = outcome.answers;
@@ -182,12 +192,60 @@ pub fn respond(snap: &Snapshot, request: &Message) -> Option<Message> {
     Some(response)
 }
 
+/// NOTIMP says nothing about the request's flags: RD and CD are not
+/// copied (as Knot and NSD do).
+fn not_implemented(mut response: Message) -> Message {
+    response.metadata.response_code = ResponseCode::NotImp;
+    response.metadata.recursion_desired = false;
+    response.metadata.checking_disabled = false;
+    response
+}
+
+/// RFC 1034 §4.3.2 step 6: the addresses of in-zone NS, MX and SRV targets
+/// go in the additional section, so a resolver need not ask again. Only
+/// from our own data, and only what the zone holds at that name.
+fn add_target_addresses(snap: &Snapshot, outcome: &mut Outcome) {
+    let mut targets: Vec<Name> = Vec::new();
+    for r in &outcome.answers {
+        let target = match &r.data {
+            RData::NS(ns) => &ns.0,
+            RData::MX(mx) => &mx.exchange,
+            RData::SRV(srv) => &srv.target,
+            _ => continue,
+        };
+        let target = target.to_lowercase();
+        if !targets.contains(&target) {
+            targets.push(target);
+        }
+    }
+    for target in targets {
+        let Some(zone) = snap.zone_for(&target) else {
+            continue;
+        };
+        if !zone.available {
+            continue;
+        }
+        if let Some(node) = zone.node(&target) {
+            for t in [RecordType::A, RecordType::AAAA] {
+                outcome
+                    .additionals
+                    .extend(node.rrset(t).unwrap_or_default().iter().cloned());
+            }
+        }
+    }
+}
+
 /// An empty response to `request`: its ID, opcode, RD and CD, question,
-/// and our EDNS when it used EDNS.
+/// and our EDNS when it used EDNS. Only for exactly one question: a request
+/// with several (or none) gets a bare header, as NSD answers it, so a
+/// response is never larger for having more questions.
 pub fn base(request: &Message) -> Message {
     let mut response = Message::response(request.metadata.id, request.metadata.op_code);
     response.metadata.recursion_desired = request.metadata.recursion_desired;
     response.metadata.checking_disabled = request.metadata.checking_disabled;
+    if request.queries.len() != 1 {
+        return response;
+    }
     response.queries = request.queries.clone();
     if let Some(req_edns) = &request.edns {
         let mut edns = Edns::new();

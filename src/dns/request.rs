@@ -250,26 +250,49 @@ pub fn respond_udp(
     let response = messages.into_iter().next()?;
     let mut limit = answer::udp_limit(request.edns.as_ref().map(|e| e.max_payload()));
     if signer.is_some() {
-        limit -= TSIG_ROOM;
+        limit = limit.saturating_sub(TSIG_ROOM);
     }
     // Encoded once; a signature covers exactly these bytes.
-    let bytes = response.to_vec().ok()?;
-    let (mut response, bytes) = if bytes.len() <= limit {
+    let (mut response, bytes) = fit_udp(response, limit)?;
+    if !response.metadata.truncation {
         answer::count_alias_answer(snap, &request, &response);
-        (response, bytes)
-    } else {
-        let mut truncated = Message::response(response.metadata.id, response.metadata.op_code);
-        truncated.metadata = response.metadata;
-        truncated.metadata.truncation = true;
-        truncated.queries = response.queries;
-        truncated.edns = response.edns;
-        let bytes = truncated.to_vec().ok()?;
-        (truncated, bytes)
-    };
+    }
     match signer.as_mut() {
         None => Some(bytes),
         Some(signer) => tsig::append(&mut response, &bytes, signer, now),
     }
+}
+
+/// The response as it fits in `limit` bytes: whole; else without the
+/// additional section (optional data, RFC 2181 §9); else truncated to the
+/// header, question and OPT with TC set; else (a question and OPT that do
+/// not fit, which a query of ours cannot cause) the bare header. Never more
+/// than `limit`: an answer is never larger than the requester allows.
+fn fit_udp(mut response: Message, limit: usize) -> Option<(Message, Vec<u8>)> {
+    let bytes = response.to_vec().ok()?;
+    if bytes.len() <= limit {
+        return Some((response, bytes));
+    }
+    if !response.additionals.is_empty() {
+        response.additionals.clear();
+        let bytes = response.to_vec().ok()?;
+        if bytes.len() <= limit {
+            return Some((response, bytes));
+        }
+    }
+    let mut truncated = Message::response(response.metadata.id, response.metadata.op_code);
+    truncated.metadata = response.metadata;
+    truncated.metadata.truncation = true;
+    truncated.queries = response.queries;
+    truncated.edns = response.edns;
+    let bytes = truncated.to_vec().ok()?;
+    if bytes.len() <= limit {
+        return Some((truncated, bytes));
+    }
+    truncated.queries.clear();
+    truncated.edns = None;
+    let bytes = truncated.to_vec().ok()?;
+    (bytes.len() <= limit).then_some((truncated, bytes))
 }
 
 #[cfg(test)]
