@@ -45,6 +45,17 @@ fn check_rejects_bad_config_with_file_line_and_hint() {
 }
 
 #[test]
+fn check_rejects_durations_no_timer_can_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[[check]]\nname = \"pdx\"\nkind = \"tcp\"\naddress = \"127.0.0.1:9\"\ninterval = \"580000000000y\"\n";
+    let (ok, _, err) = check(dir.path(), config, ZONE);
+    assert!(!ok, "accepted: {err}");
+    assert!(err.contains("txtfailover.toml:15:"), "{err}");
+    assert!(err.contains("longest duration accepted"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+}
+
+#[test]
 fn check_rejects_broken_zone_file_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let zone = format!("{ZONE}broken IN A 999.1.1.1\n");

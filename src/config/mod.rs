@@ -29,6 +29,8 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8053";
 pub const DEFAULT_TTL: u32 = 30;
 /// Route 53's advice for health-checked records.
 pub const TTL_WARN_ABOVE: u32 = 60;
+/// The longest duration any setting takes: timers stay far from overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// A validated configuration: everything `serve` needs, nothing left to check.
 #[derive(Debug, Clone)]
@@ -373,6 +375,7 @@ impl Validator<'_> {
         options[0].1
     }
 
+    /// Every duration is bounded, so timer arithmetic on it cannot overflow.
     fn duration(
         &mut self,
         field: &str,
@@ -381,6 +384,17 @@ impl Validator<'_> {
     ) -> Duration {
         let Some(value) = value else { return default };
         match humantime::parse_duration(value.get_ref()) {
+            Ok(d) if d > MAX_DURATION => {
+                self.err(
+                    &value.span(),
+                    format!(
+                        "`{field}` = {:?} is longer than the longest duration accepted (366 days)",
+                        value.get_ref()
+                    ),
+                    "write a duration of at most \"1y\"; for \"never\", use the setting's own word if it has one (e.g. failback = \"manual\")",
+                );
+                default
+            }
             Ok(d) if !d.is_zero() => d,
             Ok(_) => {
                 self.err(

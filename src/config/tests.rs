@@ -183,6 +183,22 @@ fn fields_of_another_kind_are_named() {
 }
 
 #[test]
+fn durations_are_bounded() {
+    // Passed `check` once, then panicked the probe loop at its first sleep.
+    fails(
+        &format!("{CHECK}interval = \"580000000000y\"\n"),
+        "longest duration accepted",
+        8,
+    );
+    fails(
+        &format!("{CHECK}interval = \"367d\"\n"),
+        "longest duration accepted",
+        8,
+    );
+    run(&format!("{CHECK}interval = \"1y\"\ntimeout = \"10s\"\n")).unwrap();
+}
+
+#[test]
 fn durations_and_statuses_are_parsed() {
     fails(
         &format!("{CHECK}interval = \"ten seconds\"\n"),
