@@ -9,6 +9,7 @@ pub mod decide;
 pub mod dns;
 pub mod engine;
 pub mod health;
+pub mod loglimit;
 pub mod metrics;
 pub mod serial;
 pub mod serve;

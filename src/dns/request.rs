@@ -117,11 +117,11 @@ fn notify(
         return error(request, ResponseCode::NotAuth);
     };
     if !allowed(&zone.policy.allow_notify, peer.ip, key) {
-        tracing::warn!(zone = %origin, from = %peer.ip, key = ?key.map(|k| k.to_string()), "NOTIFY refused: source or key not in allow_notify");
+        crate::packet_log!(warn, zone = %origin, from = %peer.ip, key = ?key.map(|k| k.to_string()), "NOTIFY refused: source or key not in allow_notify");
         metrics.notify(&origin, "received", "refused");
         return error(request, ResponseCode::Refused);
     }
-    tracing::info!(zone = %origin, from = %peer.ip, "NOTIFY received: refreshing");
+    crate::packet_log!(info, zone = %origin, from = %peer.ip, "NOTIFY received: refreshing");
     metrics.notify(&origin, "received", "accepted");
     refresh.notify_one();
     let mut m = answer::base(request);
@@ -152,7 +152,7 @@ fn transfer(
         } else {
             ResponseCode::Refused
         };
-        tracing::warn!(zone = %origin, from = %peer.ip, key = ?key.map(|k| k.to_string()), kind, %rcode, "transfer refused: source or key not in allow_transfer");
+        crate::packet_log!(warn, zone = %origin, from = %peer.ip, key = ?key.map(|k| k.to_string()), kind, %rcode, "transfer refused: source or key not in allow_transfer");
         metrics.transfer(&origin, kind, "refused", 1);
         return vec![error(request, rcode)];
     }
@@ -201,7 +201,7 @@ fn transfer(
         })
         .collect();
     metrics.transfer(&origin, kind, "ok", messages.len());
-    tracing::info!(zone = %origin, to = %peer.ip, kind, serial = zone.serial, messages = messages.len(), "transfer sent");
+    crate::packet_log!(info, zone = %origin, to = %peer.ip, kind, serial = zone.serial, messages = messages.len(), "transfer sent");
     messages
 }
 

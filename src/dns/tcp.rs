@@ -139,7 +139,7 @@ impl RequestHandler for TcpHandler {
         for (i, m) in messages.iter().enumerate() {
             let Some(info) = send(&mut response_handle, request, m, signer.as_mut()).await else {
                 if i > 0 {
-                    tracing::warn!(peer = %peer.ip, sent = i, of = messages.len(), "zone transfer cut short: the peer left, or the zone is over the transfer size limit");
+                    crate::packet_log!(warn, peer = %peer.ip, sent = i, of = messages.len(), "zone transfer cut short: the peer left, or the zone is over the transfer size limit");
                 }
                 break;
             };

@@ -53,7 +53,7 @@ fn serve(socket: UdpSocket, cell: SnapshotCell, metrics: Arc<Metrics>) {
                 continue;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "udp receive failed");
+                crate::packet_log!(warn, error = %e, "udp receive failed");
                 continue;
             }
         };

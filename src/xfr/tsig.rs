@@ -66,7 +66,7 @@ pub fn check(keys: &Keyring, request: &Message, raw: &[u8], now: u64) -> Auth {
     let signer = match keys.get(&name) {
         Some(s) if s.algorithm() == &tsig.data.algorithm => s.clone(),
         _ => {
-            tracing::warn!(key = %name, "TSIG with an unknown key or algorithm");
+            crate::packet_log!(warn, key = %name, "TSIG with an unknown key or algorithm");
             return Auth::Rejected(Signer::error(
                 id,
                 tsig.data.time,
@@ -87,7 +87,7 @@ pub fn check(keys: &Keyring, request: &Message, raw: &[u8], now: u64) -> Auth {
         ));
     }
     let Ok((mac, time, window)) = signer.verify_message_byte(raw, None, true) else {
-        tracing::warn!(key = %name, "TSIG signature does not verify");
+        crate::packet_log!(warn, key = %name, "TSIG signature does not verify");
         return Auth::Rejected(Signer::error(
             id,
             tsig.data.time,
@@ -106,7 +106,7 @@ pub fn check(keys: &Keyring, request: &Message, raw: &[u8], now: u64) -> Auth {
         error: None,
     };
     if !window.contains(&now) && window.end != now {
-        tracing::warn!(key = %s.key, skew = now as i64 - time as i64, "TSIG time outside the fudge window");
+        crate::packet_log!(warn, key = %s.key, skew = now as i64 - time as i64, "TSIG time outside the fudge window");
         s.error = Some(TsigError::BadTime);
         return Auth::Rejected(s);
     }

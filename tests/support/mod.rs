@@ -142,7 +142,8 @@ impl Server {
         let child = Command::new(bin())
             .args(["serve", "--config"])
             .arg(config)
-            .env("RUST_LOG", "info,hickory_server=warn")
+            // The log filter users get by default.
+            .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
