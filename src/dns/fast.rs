@@ -317,7 +317,13 @@ fn parse(q: &[u8]) -> Option<Parsed> {
         let options = q.get(at + OPT_LEN..at + OPT_LEN + rdlen)?;
         let mut o = 0;
         while o < options.len() {
-            let len = u16_at(options.get(o..o + 4)?, 2) as usize;
+            let option = options.get(o..o + 4)?;
+            // NSID and client subnet have content the full path checks
+            // (a malformed one is FORMERR there, as RFC 7871 asks).
+            if matches!(u16_at(option, 0), 3 | 8) {
+                return None;
+            }
+            let len = u16_at(option, 2) as usize;
             o += 4 + len;
         }
         if o != options.len() {

@@ -5,6 +5,8 @@
 
 pub mod answer;
 pub mod fast;
+#[cfg(test)]
+mod fuzz;
 pub mod request;
 mod tcp;
 mod udp;
