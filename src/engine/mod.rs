@@ -561,9 +561,9 @@ impl Engine {
         if let Some(o) = self.overrides.get(&alias.name.to_string())
             && let Some(t) = alias.targets.iter().position(|t| t.region == o.region)
         {
-            let recheck_at = o
-                .until
-                .map(|u| now + std::time::Duration::from_secs(u.saturating_sub(unix_now())));
+            let recheck_at = o.until.and_then(|u| {
+                now.checked_add(std::time::Duration::from_secs(u.saturating_sub(unix_now())))
+            });
             return Decision {
                 answer: Answer::Target(t),
                 reason: Reason::Override,
