@@ -130,3 +130,74 @@ impl Validator<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{ConfigError, validate};
+    use super::*;
+
+    const ZONE: &str = "$TTL 300\n@ IN SOA ns1 hostmaster 7 7200 3600 1209600 60\n@ IN NS ns1\n\
+                        ns1 IN A 127.0.0.1\n";
+
+    /// Validates `[admin]` holding `admin` (from line 2 on).
+    fn run(admin: &str) -> Result<AdminLimits, ConfigError> {
+        let text =
+            format!("[admin]\n{admin}[[zone]]\norigin = \"example.com\"\nfile = \"z.zone\"\n");
+        validate(Path::new("t.toml"), &text, &|_: &Path| Ok(ZONE.to_string()))
+            .map(|c| c.admin_limits)
+    }
+
+    fn fails(admin: &str, needle: &str) {
+        fails_at(admin, needle, 2);
+    }
+
+    fn fails_at(admin: &str, needle: &str, line: usize) {
+        let err = run(admin).expect_err(needle);
+        let p = &err.0[0];
+        assert!(p.message.contains(needle), "want {needle:?}, got {err}");
+        assert_eq!(p.line, line, "{err}");
+        assert!(p.hint.is_some(), "{err}");
+    }
+
+    #[test]
+    fn defaults_and_settings() {
+        assert_eq!(run("").unwrap(), AdminLimits::default());
+        let l = run(
+            "max_connections = 10\nmax_per_source = 2\nheader_timeout = \"3s\"\n\
+             request_timeout = \"1m\"\nmax_body_bytes = 2048\n",
+        )
+        .unwrap();
+        assert_eq!(
+            l,
+            AdminLimits {
+                max_connections: 10,
+                max_per_source: 2,
+                header_timeout: Duration::from_secs(3),
+                request_timeout: Duration::from_secs(60),
+                max_body_bytes: 2048,
+            }
+        );
+        // A small total cap lowers the default per source with it.
+        assert_eq!(run("max_connections = 4\n").unwrap().max_per_source, 4);
+    }
+
+    #[test]
+    fn limits_that_do_not_limit_are_refused() {
+        fails("max_connections = 0\n", "between 1 and 10000");
+        fails("max_connections = 1000000\n", "between 1 and 10000");
+        fails("max_per_source = 0\n", "between 1 and max_connections (64)");
+        fails_at(
+            "max_connections = 8\nmax_per_source = 9\n",
+            "between 1 and max_connections (8)",
+            3,
+        );
+        fails("header_timeout = \"0s\"\n", "greater than zero");
+        fails("header_timeout = \"2h\"\n", "at most 1h");
+        fails("request_timeout = \"580000000000y\"\n", "at most 1h");
+        fails("request_timeout = \"soon\"\n", "is not a duration");
+        fails("max_body_bytes = 100\n", "between 1024 and 1048576");
+        fails("max_body_bytes = 2000000\n", "between 1024 and 1048576");
+    }
+}
