@@ -167,10 +167,11 @@ fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
         if slow.write_all(&[*b]).is_err() {
             return true;
         }
-        match slow.read(&mut [0u8; 512]) {
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => false,
-            _ => true,
-        }
+        // Waiting for more: the read times out; closed: EOF or an error.
+        !matches!(
+            slow.read(&mut [0u8; 512]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+        )
     });
     assert!(closed);
 
@@ -467,4 +468,26 @@ fn duplicate_token_labels_or_tokens_stop_check_and_serve() {
         assert!(!status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains(says));
     }
+}
+
+#[test]
+fn a_request_slower_than_request_timeout_gets_408() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), "request_timeout = \"1s\"\n");
+    // A token, then a body that never arrives in full.
+    let mut c = TcpStream::connect(s.admin_addr()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = Instant::now();
+    c.write_all(put_head(OVERRIDE, Some(&format!("Bearer {TOKEN}")), 100).as_bytes())
+        .unwrap();
+    c.write_all(b"{\"target\": ").unwrap();
+    let (code, body) = read_response(&mut c);
+    assert_eq!(code, 408, "{body}");
+    assert!(body.contains("request_timeout"), "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(s.get("/healthz").0, 200);
 }

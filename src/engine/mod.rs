@@ -739,6 +739,13 @@ impl Engine {
         {
             tracing::warn!("listen addresses changed: they take effect at the next restart");
         }
+        if old.admin_tokens != self.config.admin_tokens
+            || old.admin_limits != self.config.admin_limits
+        {
+            tracing::warn!(
+                "[admin] tokens or limits changed: they take effect at the next restart"
+            );
+        }
         let mut checks = Vec::new();
         let mut probe_now = Vec::new();
         let (mut reported_at, mut stale) = (Vec::new(), Vec::new());
