@@ -325,35 +325,33 @@ fn override_until(
     let too_late = |t: SystemTime| latest.is_none_or(|latest| t > latest);
     match (&req.for_, &req.until) {
         (Some(_), Some(_)) => Err(bad("give `for` or `until`, not both".to_string())),
-        (Some(d), None) => {
-            bounded("for", d, MAX_TIME_BYTES)?;
-            match humantime::parse_duration(d) {
+        (Some(text), None) => {
+            bounded("for", text, MAX_TIME_BYTES)?;
+            match humantime::parse_duration(text) {
                 Ok(d) if d.is_zero() => Err(bad(
                     "`for` must be longer than zero; to end an override, DELETE it".to_string(),
                 )),
                 Ok(d) => match now.checked_add(d) {
                     Some(t) if !too_late(t) => Ok(Some(t)),
                     _ => Err(bad(format!(
-                        "`for` = {:?} is longer than an override may last (1 year); \
-                         set a shorter one and renew it when it ends",
-                        humantime::format_duration(d).to_string()
+                        "`for` = {text:?} is longer than an override may last (1 year); \
+                         set a shorter one and renew it when it ends"
                     ))),
                 },
-                Err(e) => Err(bad(format!("`for` = {d:?}: {e}; write e.g. \"2h\""))),
+                Err(e) => Err(bad(format!("`for` = {text:?}: {e}; write e.g. \"2h\""))),
             }
         }
-        (None, Some(t)) => {
-            bounded("until", t, MAX_TIME_BYTES)?;
-            match humantime::parse_rfc3339_weak(t) {
-                Ok(t) if t <= now => Err(bad("`until` is in the past".to_string())),
+        (None, Some(text)) => {
+            bounded("until", text, MAX_TIME_BYTES)?;
+            match humantime::parse_rfc3339_weak(text) {
+                Ok(t) if t <= now => Err(bad(format!("`until` = {text:?} is in the past"))),
                 Ok(t) if too_late(t) => Err(bad(format!(
-                    "`until` = {:?} is more than a year away, longer than an override \
-                     may last; set an earlier time and renew it when it ends",
-                    humantime::format_rfc3339_seconds(t).to_string()
+                    "`until` = {text:?} is more than a year away, longer than an override \
+                     may last; set an earlier time and renew it when it ends"
                 ))),
                 Ok(t) => Ok(Some(t)),
                 Err(e) => Err(bad(format!(
-                    "`until` = {t:?}: {e}; write e.g. \"2026-12-01T08:00:00Z\""
+                    "`until` = {text:?}: {e}; write e.g. \"2026-12-01T08:00:00Z\""
                 ))),
             }
         }
