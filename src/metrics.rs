@@ -27,6 +27,8 @@ pub struct Metrics {
     transfers: Family<Labels, Counter>,
     transfer_messages: Family<Labels, Counter>,
     notifies: Family<Labels, Counter>,
+    /// The admin API's connections and rejected requests.
+    pub admin: crate::admin::AdminMetrics,
 }
 
 const RCODES: [&str; 16] = [
@@ -121,6 +123,7 @@ impl Metrics {
             "NOTIFY messages by zone, direction (sent, received) and result",
             notifies.clone(),
         );
+        let admin = crate::admin::AdminMetrics::register(&mut registry);
         let build: Family<Labels, Gauge> = Family::default();
         registry.register("build_info", "Version of the running binary", build.clone());
         build
@@ -140,6 +143,7 @@ impl Metrics {
             transfers,
             transfer_messages,
             notifies,
+            admin,
         }
     }
 

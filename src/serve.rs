@@ -41,7 +41,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let admin_listener = admin::bind(config.admin_listen).await?;
     tracing::info!(addr = %config.admin_listen, "admin API listening");
-    let admin = tokio::spawn(admin::serve(admin_listener, admin_state));
+    let admin = tokio::spawn(admin::serve(
+        admin_listener,
+        admin_state,
+        config.admin_limits,
+    ));
     let probers = health::build_probers(&config.checks)?;
     tracing::info!(
         checks = config.checks.len(),

@@ -1,20 +1,29 @@
 //! The admin HTTP API (axum): read-only views of what the server answers and
 //! why, plus liveness and readiness. It reads the engine's published status;
-//! it never touches the DNS query path.
+//! it never touches the DNS query path. Changes need a bearer token, checked
+//! on the request head before any body is read (`auth`); `listener` bounds
+//! connections and time, the router bounds bodies and field lengths.
+
+mod auth;
+mod listener;
+mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{MethodRouter, get, post, put};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 
-use crate::config::AdminToken;
+use crate::config::{AdminLimits, AdminToken};
 use crate::engine::Command;
 use crate::state::Override;
 use axum::{Json, Router};
@@ -22,6 +31,18 @@ use serde_json::json;
 
 use crate::engine::StatusCell;
 use crate::metrics::Metrics;
+use auth::Caller;
+pub use metrics::AdminMetrics;
+use metrics::Rejected;
+
+/// Longest `reason` of an override, and `detail` of a report, in bytes.
+pub const MAX_TEXT_BYTES: usize = 512;
+/// Longest `target` (a Region name) of an override, in bytes.
+const MAX_TARGET_BYTES: usize = 64;
+/// Longest `for` or `until` value, in bytes.
+const MAX_TIME_BYTES: usize = 64;
+/// The longest an override may last (`for`, or `until` from now).
+pub const MAX_OVERRIDE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -36,20 +57,35 @@ pub struct AdminState {
     pub config_path: std::path::PathBuf,
 }
 
-pub fn router(state: AdminState) -> Router {
+pub fn router(state: AdminState, limits: &AdminLimits) -> Router {
+    // Changes: the token is checked first, then the body is bounded.
+    let guarded = |m: MethodRouter<AdminState>| {
+        m.route_layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+            .route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_token,
+            ))
+    };
+    let explain = {
+        let (metrics, limits) = (state.metrics.clone(), *limits);
+        move |response: Response| {
+            let metrics = metrics.clone();
+            async move { explain_limits(response, &limits, &metrics) }
+        }
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/v1/status", get(status))
         .route("/v1/aliases/{name}", get(alias))
         .route("/v1/checks", get(checks))
-        .route("/v1/checks/{name}", put(report))
-        .route("/v1/reload", axum::routing::post(reload))
+        .route("/v1/checks/{name}", guarded(put(report)))
+        .route("/v1/reload", guarded(post(reload)))
         .route("/metrics", get(metrics))
         .route("/v1/overrides", get(overrides))
         .route(
             "/v1/overrides/{name}",
-            put(set_override).delete(clear_override),
+            guarded(put(set_override).delete(clear_override)),
         )
         .fallback(|| async {
             error(
@@ -57,7 +93,40 @@ pub fn router(state: AdminState) -> Router {
                 "no such endpoint; see README.md (Admin API)",
             )
         })
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .layer(middleware::map_response(explain))
         .with_state(state)
+}
+
+/// Gives the answers of the body limit and the request timeout (which
+/// come without a body) a message saying which limit it was.
+fn explain_limits(response: Response, limits: &AdminLimits, metrics: &Metrics) -> Response {
+    match response.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            metrics.admin.rejected(Rejected::BodyTooLarge);
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "the request body is over {} bytes ([admin] max_body_bytes)",
+                    limits.max_body_bytes
+                ),
+            )
+        }
+        StatusCode::REQUEST_TIMEOUT => {
+            metrics.admin.rejected(Rejected::RequestTimeout);
+            error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "the request took longer than {} ([admin] request_timeout)",
+                    humantime::format_duration(limits.request_timeout)
+                ),
+            )
+        }
+        _ => response,
+    }
 }
 
 /// Binds the admin listener; serving starts when the returned future is polled.
@@ -67,9 +136,13 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     })
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, state: AdminState) -> anyhow::Result<()> {
-    axum::serve(listener, router(state)).await?;
-    Ok(())
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    limits: AdminLimits,
+) -> anyhow::Result<()> {
+    let metrics = state.metrics.clone();
+    listener::serve(listener, router(state, &limits), limits, metrics).await
 }
 
 fn error(code: StatusCode, message: &str) -> Response {
@@ -135,53 +208,32 @@ async fn metrics(State(s): State<AdminState>) -> Response {
         .into_response()
 }
 
-/// The label of the caller's bearer token, or the response refusing them.
-fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<String, (StatusCode, &'static str)> {
-    if s.tokens.is_empty() {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "changes are disabled: set [admin] token_file to enable them",
-        ));
-    }
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let Some(presented) = presented else {
-        return Err((
-            StatusCode::UNAUTHORIZED,
-            "send Authorization: Bearer <token>",
-        ));
-    };
-    s.tokens
-        .iter()
-        .find(|t| constant_time_eq(t.secret.as_bytes(), presented.as_bytes()))
-        .map(|t| t.label.clone())
-        .ok_or((StatusCode::UNAUTHORIZED, "unknown token"))
-}
-
-/// Compares without an early exit, so response time says nothing about how
-/// much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The caller's label and their JSON request, or the response refusing them;
-/// `example` shows a well-formed body in the error.
-fn authorized_body<T: serde::de::DeserializeOwned>(
-    s: &AdminState,
-    headers: &HeaderMap,
+/// The JSON request in `body`, or the response refusing it; `example`
+/// shows a well-formed body in the error.
+fn parse_body<T: serde::de::DeserializeOwned>(
     body: &[u8],
     example: &str,
-) -> Result<(String, T), Box<Response>> {
-    let by = authorize(s, headers).map_err(|(code, message)| Box::new(error(code, message)))?;
-    let req = serde_json::from_slice(body).map_err(|e| {
+) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body).map_err(|e| {
         Box::new(error(
             StatusCode::BAD_REQUEST,
             &format!("{e}; send {example}"),
         ))
-    })?;
-    Ok((by, req))
+    })
+}
+
+/// Refuses a field longer than `max` bytes.
+fn bounded(field: &str, value: &str, max: usize) -> Result<(), Box<Response>> {
+    if value.len() > max {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "`{field}` is {} bytes long; at most {max} are accepted",
+                value.len()
+            ),
+        )));
+    }
+    Ok(())
 }
 
 async fn overrides(State(s): State<AdminState>) -> Response {
@@ -213,47 +265,20 @@ struct OverrideRequest {
 async fn set_override(
     State(s): State<AdminState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    Extension(Caller(by)): Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Response {
     let example = r#"{"target": "<region>", "reason": "...", "for": "2h"}"#;
-    let (by, req): (String, OverrideRequest) = match authorized_body(&s, &headers, &body, example) {
+    let req: OverrideRequest = match parse_body(&body, example) {
         Ok(r) => r,
         Err(r) => return *r,
     };
-    if req.reason.trim().is_empty() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "say why in `reason`: it is logged with the change",
-        );
-    }
-    let now = std::time::SystemTime::now();
-    let until = match (&req.for_, &req.until) {
-        (Some(_), Some(_)) => {
-            return error(StatusCode::BAD_REQUEST, "give `for` or `until`, not both");
-        }
-        (Some(d), None) => match humantime::parse_duration(d) {
-            Ok(d) => Some(now + d),
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("`for` = {d:?}: {e}; write e.g. \"2h\""),
-                );
-            }
-        },
-        (None, Some(t)) => match humantime::parse_rfc3339_weak(t) {
-            Ok(t) if t > now => Some(t),
-            Ok(_) => return error(StatusCode::BAD_REQUEST, "`until` is in the past"),
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("`until` = {t:?}: {e}; write e.g. \"2026-12-01T08:00:00Z\""),
-                );
-            }
-        },
-        (None, None) => None,
+    let now = SystemTime::now();
+    let until = match override_until(&req, now) {
+        Ok(until) => until,
+        Err(r) => return *r,
     };
-    let secs = |t: std::time::SystemTime| {
+    let secs = |t: SystemTime| {
         t.duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
     };
@@ -277,15 +302,68 @@ async fn set_override(
     .await
 }
 
+/// Checks an override request's fields; returns when it ends (None: when
+/// cleared), at most `MAX_OVERRIDE` after `now`.
+fn override_until(
+    req: &OverrideRequest,
+    now: SystemTime,
+) -> Result<Option<SystemTime>, Box<Response>> {
+    let bad = |message: String| Box::new(error(StatusCode::BAD_REQUEST, &message));
+    bounded("target", &req.target, MAX_TARGET_BYTES)?;
+    bounded("reason", &req.reason, MAX_TEXT_BYTES)?;
+    if req.reason.trim().is_empty() {
+        return Err(bad(
+            "say why in `reason`: it is logged with the change".to_string()
+        ));
+    }
+    if req.reason.chars().any(char::is_control) {
+        return Err(bad(
+            "`reason` must be one line without control characters".to_string()
+        ));
+    }
+    let latest = now.checked_add(MAX_OVERRIDE);
+    let too_late = |t: SystemTime| latest.is_none_or(|latest| t > latest);
+    match (&req.for_, &req.until) {
+        (Some(_), Some(_)) => Err(bad("give `for` or `until`, not both".to_string())),
+        (Some(text), None) => {
+            bounded("for", text, MAX_TIME_BYTES)?;
+            match humantime::parse_duration(text) {
+                Ok(d) if d.is_zero() => Err(bad(
+                    "`for` must be longer than zero; to end an override, DELETE it".to_string(),
+                )),
+                Ok(d) => match now.checked_add(d) {
+                    Some(t) if !too_late(t) => Ok(Some(t)),
+                    _ => Err(bad(format!(
+                        "`for` = {text:?} is longer than an override may last (1 year); \
+                         set a shorter one and renew it when it ends"
+                    ))),
+                },
+                Err(e) => Err(bad(format!("`for` = {text:?}: {e}; write e.g. \"2h\""))),
+            }
+        }
+        (None, Some(text)) => {
+            bounded("until", text, MAX_TIME_BYTES)?;
+            match humantime::parse_rfc3339_weak(text) {
+                Ok(t) if t <= now => Err(bad(format!("`until` = {text:?} is in the past"))),
+                Ok(t) if too_late(t) => Err(bad(format!(
+                    "`until` = {text:?} is more than a year away, longer than an override \
+                     may last; set an earlier time and renew it when it ends"
+                ))),
+                Ok(t) => Ok(Some(t)),
+                Err(e) => Err(bad(format!(
+                    "`until` = {text:?}: {e}; write e.g. \"2026-12-01T08:00:00Z\""
+                ))),
+            }
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 async fn clear_override(
     State(s): State<AdminState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    Extension(Caller(by)): Extension<Caller>,
 ) -> Response {
-    let by = match authorize(&s, &headers) {
-        Ok(by) => by,
-        Err((code, message)) => return error(code, message),
-    };
     let (reply, answer) = oneshot::channel();
     send(
         &s,
@@ -335,14 +413,17 @@ struct ReportRequest {
 async fn report(
     State(s): State<AdminState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    Extension(Caller(by)): Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Response {
     let example = r#"{"healthy": true, "detail": "alarm OK"}"#;
-    let (by, req): (String, ReportRequest) = match authorized_body(&s, &headers, &body, example) {
+    let req: ReportRequest = match parse_body(&body, example) {
         Ok(r) => r,
         Err(r) => return *r,
     };
+    if let Err(r) = bounded("detail", &req.detail, MAX_TEXT_BYTES) {
+        return *r;
+    }
     let (reply, answer) = oneshot::channel();
     let command = Command::Report {
         check: name,
@@ -355,11 +436,7 @@ async fn report(
 }
 
 /// Re-reads the configuration file and zones; a bad config changes nothing.
-async fn reload(State(s): State<AdminState>, headers: HeaderMap) -> Response {
-    let by = match authorize(&s, &headers) {
-        Ok(by) => by,
-        Err((code, message)) => return error(code, message),
-    };
+async fn reload(State(s): State<AdminState>, Extension(Caller(by)): Extension<Caller>) -> Response {
     tracing::info!(by, "reload requested through the API");
     match crate::engine::request_reload(s.config_path.clone(), &s.commands).await {
         Ok(message) => Json(json!({ "ok": message })).into_response(),

@@ -2,6 +2,7 @@
 //! typed structs before anything listens. Validation is pure: file reading is
 //! passed in, so every rule is unit-tested without touching the disk.
 
+mod admin;
 pub mod error;
 mod raw;
 mod transfer;
@@ -18,6 +19,7 @@ use toml::Spanned;
 
 use crate::decide::{AllDown, Failback, Policy};
 use crate::zone::{StaticZone, parse_zone};
+pub use admin::AdminLimits;
 use error::SourceMap;
 pub use error::{ConfigError, Problem};
 use raw::{RawAlias, RawCheck, RawConfig, RawServer};
@@ -41,6 +43,8 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// Bearer tokens allowed to change things; empty disables mutations.
     pub admin_tokens: Vec<AdminToken>,
+    /// Connection, time and size limits of the admin API.
+    pub admin_limits: AdminLimits,
     /// Zones served from their files (primary zones).
     pub zones: Vec<StaticZone>,
     /// Zones served from transfers.
@@ -242,6 +246,7 @@ pub fn validate(
     };
     let server = v.server(raw.server.as_ref());
     let (admin_listen, admin_tokens) = v.admin(raw.admin.as_ref(), read);
+    let admin_limits = v.admin_limits(raw.admin.as_ref());
     let keys = v.keys(&raw.keys, read);
     let (zones, secondaries) = v.zones(&raw, &keys, read);
     let checks = v.checks(&raw.checks);
@@ -255,6 +260,7 @@ pub fn validate(
         server,
         admin_listen,
         admin_tokens,
+        admin_limits,
         zones,
         secondaries,
         keys,
@@ -557,16 +563,32 @@ impl Validator<'_> {
         ) else {
             return Vec::new();
         };
-        let mut tokens = Vec::new();
+        // Each token with the line it is on.
+        let mut tokens: Vec<(AdminToken, usize)> = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
+            let here = n.saturating_add(1);
             if line.is_empty() {
                 continue;
             }
             match line.split_whitespace().collect::<Vec<_>>().as_slice() {
-                [label, secret] if secret.len() >= 16 => tokens.push(AdminToken { label: label.to_string(), secret: secret.to_string() }),
+                [label, secret] if secret.len() >= 16 => {
+                    if let Some((_, first)) = tokens.iter().find(|(t, _)| t.label == *label) {
+                        self.problems.push(
+                            Problem::new(&path, here, 1, format!("token label {label:?} is given twice (first on line {first})"))
+                                .hint("give every operator one line with a label of their own: the label names them in the logs"),
+                        );
+                    } else if let Some((t, first)) = tokens.iter().find(|(t, _)| t.secret == *secret) {
+                        self.problems.push(
+                            Problem::new(&path, here, 1, format!("this token is already on line {first} (label {:?})", t.label))
+                                .hint("generate a token of its own for every operator (`openssl rand -hex 16`)"),
+                        );
+                    } else {
+                        tokens.push((AdminToken { label: label.to_string(), secret: secret.to_string() }, here));
+                    }
+                }
                 _ => self.problems.push(
-                    Problem::new(&path, n + 1, 1, "token line is not `label token` with a token of 16 characters or more")
+                    Problem::new(&path, here, 1, "token line is not `label token` with a token of 16 characters or more")
                         .hint("write e.g. `alice 3f9c0b7e51d24a8e9d6b` (generate with `openssl rand -hex 16`)"),
                 ),
             }
@@ -578,7 +600,7 @@ impl Validator<'_> {
                 "add one `label token` line per operator",
             );
         }
-        tokens
+        tokens.into_iter().map(|(t, _)| t).collect()
     }
 
     fn zones(

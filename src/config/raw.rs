@@ -72,6 +72,11 @@ pub struct RawServer {
 pub struct RawAdmin {
     pub listen: Option<Spanned<String>>,
     pub token_file: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<usize>>,
+    pub max_per_source: Option<Spanned<usize>>,
+    pub header_timeout: Option<Spanned<String>>,
+    pub request_timeout: Option<Spanned<String>>,
+    pub max_body_bytes: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]

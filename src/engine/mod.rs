@@ -561,9 +561,9 @@ impl Engine {
         if let Some(o) = self.overrides.get(&alias.name.to_string())
             && let Some(t) = alias.targets.iter().position(|t| t.region == o.region)
         {
-            let recheck_at = o
-                .until
-                .map(|u| now + std::time::Duration::from_secs(u.saturating_sub(unix_now())));
+            let recheck_at = o.until.and_then(|u| {
+                now.checked_add(std::time::Duration::from_secs(u.saturating_sub(unix_now())))
+            });
             return Decision {
                 answer: Answer::Target(t),
                 reason: Reason::Override,
@@ -738,6 +738,13 @@ impl Engine {
             || old.admin_listen != self.config.admin_listen
         {
             tracing::warn!("listen addresses changed: they take effect at the next restart");
+        }
+        if old.admin_tokens != self.config.admin_tokens
+            || old.admin_limits != self.config.admin_limits
+        {
+            tracing::warn!(
+                "[admin] tokens or limits changed: they take effect at the next restart"
+            );
         }
         let mut checks = Vec::new();
         let mut probe_now = Vec::new();
