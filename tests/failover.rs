@@ -83,10 +83,17 @@ fn fails_over_and_back_with_failback_delay() {
 fn unexpected_body_counts_as_failure() {
     let (pdx, iad) = (Endpoint::start("maintenance"), Endpoint::start("healthy"));
     let dir = tempfile::tempdir().unwrap();
-    let config = two_region_config(&pdx.url(), &iad.url(), "").replace(
-        "fall = 2\nrise = 2\n\n[[check]]",
-        "fall = 2\nrise = 2\nexpect_body = \"healthy\"\n\n[[check]]",
-    );
+    // The first round decides this test, so its probes get a timeout no
+    // loaded machine runs into (100 ms once timed out the healthy one).
+    let config = two_region_config(&pdx.url(), &iad.url(), "")
+        .replace(
+            "fall = 2\nrise = 2\n\n[[check]]",
+            "fall = 2\nrise = 2\nexpect_body = \"healthy\"\n\n[[check]]",
+        )
+        .replace(
+            "interval = \"150ms\"\ntimeout = \"100ms\"",
+            "interval = \"10s\"\ntimeout = \"5s\"",
+        );
     let server = Server::start(dir.path(), &config, ZONE);
     // The first probe round already saw the wrong body: secondary from the start.
     assert_eq!(server.txt("desktop.example.com."), ["IAD2"]);
