@@ -27,6 +27,8 @@ pub struct Metrics {
     transfers: Family<Labels, Counter>,
     transfer_messages: Family<Labels, Counter>,
     notifies: Family<Labels, Counter>,
+    persist_failures: Family<Labels, Counter>,
+    persist_ok: Gauge,
 }
 
 const RCODES: [&str; 16] = [
@@ -121,6 +123,18 @@ impl Metrics {
             "NOTIFY messages by zone, direction (sent, received) and result",
             notifies.clone(),
         );
+        let persist_failures = Family::default();
+        registry.register(
+            "state_persist_failures",
+            "Failed writes to state_dir, by file (serials, overrides, secondary)",
+            persist_failures.clone(),
+        );
+        let persist_ok = Gauge::default();
+        registry.register(
+            "state_persist_ok",
+            "1 when the served serials are persisted, 0 while writing them fails (answer changes wait)",
+            persist_ok.clone(),
+        );
         let build: Family<Labels, Gauge> = Family::default();
         registry.register("build_info", "Version of the running binary", build.clone());
         build
@@ -140,6 +154,8 @@ impl Metrics {
             transfers,
             transfer_messages,
             notifies,
+            persist_failures,
+            persist_ok,
         }
     }
 
@@ -203,6 +219,18 @@ impl Metrics {
                 ("result", result.to_string()),
             ])
             .inc();
+    }
+
+    /// A write to `state_dir` failed; `file` is serials, overrides or secondary.
+    pub fn persist_failed(&self, file: &str) {
+        self.persist_failures
+            .get_or_create(&vec![("file", file.to_string())])
+            .inc();
+    }
+
+    /// Whether the served serials are on disk.
+    pub fn persist_ok(&self, ok: bool) {
+        self.persist_ok.set(i64::from(ok));
     }
 
     pub fn render(&self) -> String {

@@ -355,7 +355,8 @@ mod tests {
             &[alias],
             Default::default(),
             Default::default(),
-        );
+        )
+        .expect("the test zone builds");
         if let Some(base) = base {
             crate::xfr::journal::carry(&mut snap, base);
         }
