@@ -147,3 +147,58 @@ async fn a_change_undone_while_held_publishes_nothing() {
     assert_eq!(served(&engine), ("PDX1".to_string(), 7));
     assert_eq!(on_disk(dir.path()), 7);
 }
+
+#[tokio::test]
+async fn a_reload_that_cannot_be_persisted_or_built_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Arc::new(config(dir.path()));
+    let store = StateStore::open(&config.server.state_dir).unwrap();
+    let status: StatusCell = Arc::new(ArcSwap::from_pointee(StatusView::default()));
+    let t0 = Instant::now();
+    let metrics = Arc::new(Metrics::new());
+    let mut engine = Engine::start(status, metrics, config.clone(), store, vec![None], t0).unwrap();
+    let renamed = |text: &str| {
+        crate::config::validate(Path::new("t.toml"), text, &|_: &Path| Ok(ZONE.to_string()))
+            .unwrap()
+    };
+    // A new identifier needs a new serial; it cannot be written.
+    let text = format!(
+        "[server]\nstate_dir = \"{}\"\n[[zone]]\norigin = \"example.com\"\nfile = \"z.zone\"\n\
+         [[alias]]\nname = \"desktop.example.com\"\n\
+         targets = [{{ region = \"us-west-2\", connection_id = \"PDX9\" }}]\n",
+        dir.path().display()
+    );
+    let blocker = dir.path().join(".serials.json.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    let err = engine.reload(renamed(&text)).unwrap_err();
+    assert!(
+        err.contains("keeping the running configuration") && err.contains("serials.json"),
+        "{err}"
+    );
+    assert!(Arc::ptr_eq(&engine.config, &config), "the old config runs");
+    assert_eq!(engine.config.checks.len(), 1);
+    assert_eq!(served(&engine), ("PDX1".to_string(), 7));
+    assert!(
+        engine.persist.failing().is_some(),
+        "reported until a write works"
+    );
+    std::fs::remove_dir(&blocker).unwrap();
+
+    // Data that cannot be encoded: refused the same way, nothing written.
+    let long = "k".repeat(300);
+    let bad_zone = format!("{ZONE}dkim IN TXT \"{long}\"\n");
+    let new = crate::config::validate(Path::new("t.toml"), &text, &|_: &Path| Ok(bad_zone.clone()));
+    if let Ok(new) = new {
+        let err = engine.reload(new).unwrap_err();
+        assert!(err.contains("dkim.example.com. TXT"), "{err}");
+        assert_eq!(served(&engine), ("PDX1".to_string(), 7));
+        assert_eq!(on_disk(dir.path()), 7);
+        assert!(Arc::ptr_eq(&engine.config, &config));
+    }
+
+    // Writable and valid: it goes through, with a persisted serial.
+    engine.reload(renamed(&text)).unwrap();
+    assert_eq!(served(&engine), ("PDX9".to_string(), 8));
+    assert_eq!(on_disk(dir.path()), 8);
+    assert!(engine.persist.failing().is_none());
+}
