@@ -691,9 +691,9 @@ impl Engine {
         if let Some(o) = self.overrides.get(&alias.name.to_string())
             && let Some(t) = alias.targets.iter().position(|t| t.region == o.region)
         {
-            let recheck_at = o
-                .until
-                .map(|u| now + std::time::Duration::from_secs(u.saturating_sub(unix_now())));
+            let recheck_at = o.until.and_then(|u| {
+                now.checked_add(std::time::Duration::from_secs(u.saturating_sub(unix_now())))
+            });
             return Decision {
                 answer: Answer::Target(t),
                 reason: Reason::Override,
@@ -815,7 +815,7 @@ impl Engine {
             .enumerate()
             .filter_map(|(i, c)| match c.probe {
                 ProbeSpec::External { stale_after, .. } if !self.stale[i] => {
-                    Some(self.reported_at[i] + stale_after)
+                    self.reported_at[i].checked_add(stale_after)
                 }
                 _ => None,
             })
@@ -832,7 +832,11 @@ impl Engine {
             else {
                 continue;
             };
-            if self.stale[i] || self.reported_at[i] + stale_after > now {
+            if self.stale[i]
+                || self.reported_at[i]
+                    .checked_add(stale_after)
+                    .is_none_or(|t| t > now)
+            {
                 continue;
             }
             self.stale[i] = true;
