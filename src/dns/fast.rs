@@ -84,8 +84,8 @@ fn render(
         q.set_edns(e);
     }
     let error = |reason: String| BuildError {
-        zone: zone.origin.clone(),
-        owner: name.clone(),
+        zone: zone.origin.to_string(),
+        owner: name.to_string(),
         rtype: RecordType::from(qtype),
         reason,
     };
