@@ -964,8 +964,10 @@ impl Engine {
             .build_snapshot(&records, &self.serials)
             .map_err(|e| e.to_string())
             .and_then(|snap| {
+                // Only a serial that moved needs writing; while writes fail,
+                // a reload that moves none still goes through.
                 let state = self.persisted(&self.serials, &self.digests);
-                if state != self.written || self.persist.failing().is_some() {
+                if state != self.written {
                     self.save_serials(state, now)?;
                 }
                 Ok(snap)
