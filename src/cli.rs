@@ -81,11 +81,25 @@ pub fn status_table(v: &Value) -> String {
         "{:<32} {:<22} {:<14} {:<22} REASON\n",
         "ALIAS", "ANSWER", "REGION", "SINCE"
     );
+    let state = &v["state"];
+    if let Some(error) = state["error"].as_str() {
+        out = format!(
+            "WARNING: serials not persisted since {} ({} failed writes, next retry in {}): {error}\n\
+             answer changes are held until state_dir is writable again\n\n{out}",
+            s(&state["failing_since"]),
+            s(&state["failures"]),
+            s(&state["next_retry_in"]),
+        );
+    }
     for a in v["aliases"].as_array().into_iter().flatten() {
         let pinned = if a["override"].is_null() {
             ""
         } else {
             " [override]"
+        };
+        let pinned = match a["pending"].as_str() {
+            Some(p) => format!("{pinned} [pending: {p}, not yet persisted]"),
+            None => pinned.to_string(),
         };
         let _ = writeln!(
             out,

@@ -176,17 +176,20 @@ pub fn decide(
             Reason::FailbackManual { better: best },
         );
     }
-    // Move to the best target that has been healthy long enough, if any.
-    let ready = (0..current)
-        .find(|&i| targets[i].healthy && targets[i].since + policy.failback_after <= now);
+    // Move to the best target that has been healthy long enough, if any. A
+    // wait past the clock's range never comes due.
+    let due = |i: usize| targets[i].since.checked_add(policy.failback_after);
+    let ready = (0..current).find(|&i| targets[i].healthy && due(i).is_some_and(|at| at <= now));
     if let Some(i) = ready {
         return settled(Answer::Target(i), Reason::Failback { from: current });
     }
-    let at = (0..current)
+    let Some(at) = (0..current)
         .filter(|&i| targets[i].healthy)
-        .map(|i| targets[i].since + policy.failback_after)
+        .filter_map(due)
         .min()
-        .expect("best < current is healthy");
+    else {
+        return settled(Answer::Target(current), Reason::Steady);
+    };
     Decision {
         answer: Answer::Target(current),
         reason: Reason::FailbackPending { better: best, at },

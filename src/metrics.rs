@@ -29,6 +29,8 @@ pub struct Metrics {
     notifies: Family<Labels, Counter>,
     /// The admin API's connections and rejected requests.
     pub admin: crate::admin::AdminMetrics,
+    persist_failures: Family<Labels, Counter>,
+    persist_ok: Gauge,
 }
 
 const RCODES: [&str; 16] = [
@@ -124,6 +126,18 @@ impl Metrics {
             notifies.clone(),
         );
         let admin = crate::admin::AdminMetrics::register(&mut registry);
+        let persist_failures = Family::default();
+        registry.register(
+            "state_persist_failures",
+            "Failed writes to state_dir, by file (serials, overrides, secondary)",
+            persist_failures.clone(),
+        );
+        let persist_ok = Gauge::default();
+        registry.register(
+            "state_persist_ok",
+            "1 when the served serials are persisted, 0 while writing them fails (answer changes wait)",
+            persist_ok.clone(),
+        );
         let build: Family<Labels, Gauge> = Family::default();
         registry.register("build_info", "Version of the running binary", build.clone());
         build
@@ -144,6 +158,8 @@ impl Metrics {
             transfer_messages,
             notifies,
             admin,
+            persist_failures,
+            persist_ok,
         }
     }
 
@@ -207,6 +223,18 @@ impl Metrics {
                 ("result", result.to_string()),
             ])
             .inc();
+    }
+
+    /// A write to `state_dir` failed; `file` is serials, overrides or secondary.
+    pub fn persist_failed(&self, file: &str) {
+        self.persist_failures
+            .get_or_create(&vec![("file", file.to_string())])
+            .inc();
+    }
+
+    /// Whether the served serials are on disk.
+    pub fn persist_ok(&self, ok: bool) {
+        self.persist_ok.set(i64::from(ok));
     }
 
     pub fn render(&self) -> String {

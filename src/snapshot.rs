@@ -9,6 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use hickory_proto::rr::rdata::{SOA, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use prometheus_client::metrics::counter::Counter;
 
 use tokio::sync::Notify;
@@ -111,6 +112,27 @@ impl ServedZone {
             .collect()
     }
 
+    /// Every record must go on the wire on its own (answers, transfers):
+    /// the first that cannot is the error.
+    fn check_encodes(&self) -> Result<(), BuildError> {
+        let mut buf = Vec::new();
+        for node in self.nodes.values() {
+            for record in node.rrsets.iter().flat_map(|(_, records)| records) {
+                buf.clear();
+                let mut encoder = BinEncoder::new(&mut buf);
+                if let Err(e) = record.emit(&mut encoder) {
+                    return Err(BuildError {
+                        zone: self.origin.to_string(),
+                        owner: record.name.to_string(),
+                        rtype: record.record_type(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The zone cut at or above `name` (below the apex), if any.
     pub fn cut_above(&self, name: &Name) -> Option<&Name> {
         let mut n = name.clone();
@@ -136,6 +158,24 @@ pub struct Snapshot {
     pub keys: Arc<Keyring>,
 }
 
+/// Data a snapshot cannot be built from: a record (or the answer holding it)
+/// that cannot be put on the wire. Building never panics on data; start-up
+/// stops with this error and a reload is refused with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "zone {zone}: {owner} {rtype} cannot be served: {reason}; hint: a TXT character-string holds \
+     at most 255 bytes (split a long value into several quoted strings, as for DKIM keys) and \
+     a record's data at most 65,535 bytes"
+)]
+pub struct BuildError {
+    /// Zone origin and owner, fully qualified.
+    pub zone: String,
+    pub owner: String,
+    pub rtype: RecordType,
+    /// What the encoder said.
+    pub reason: String,
+}
+
 /// One zone to serve, whatever its source.
 pub struct ZoneInput<'a> {
     pub origin: &'a Name,
@@ -153,7 +193,7 @@ impl Snapshot {
         aliases: &[AliasRecord],
         answer_counters: HashMap<LowerName, Counter>,
         keys: Arc<Keyring>,
-    ) -> Snapshot {
+    ) -> Result<Snapshot, BuildError> {
         let mut served: Vec<ServedZone> = zones
             .iter()
             .enumerate()
@@ -168,6 +208,9 @@ impl Snapshot {
                 z
             })
             .collect();
+        for zone in &served {
+            zone.check_encodes()?;
+        }
         served.sort_by_key(|z| std::cmp::Reverse(z.origin.num_labels()));
         let mut snap = Snapshot {
             zones: served,
@@ -175,8 +218,19 @@ impl Snapshot {
             answer_counters,
             keys,
         };
-        snap.fast = FastIndex::build(&snap);
-        snap
+        snap.fast = FastIndex::build(&snap)?;
+        Ok(snap)
+    }
+
+    /// A snapshot serving nothing (REFUSED for every name), before the first
+    /// real one.
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            zones: Vec::new(),
+            fast: FastIndex::default(),
+            answer_counters: HashMap::new(),
+            keys: Arc::default(),
+        }
     }
 
     /// The zone a name belongs to: the deepest served origin above it.
@@ -271,5 +325,57 @@ fn unavailable(origin: &Name) -> ServedZone {
         policy: Arc::default(),
         journal: Arc::default(),
         refresh: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ZONE: &str = "$TTL 300\n@ IN SOA ns1 hostmaster 7 7200 3600 1209600 60\n\
+                        @ IN NS ns1\nns1 IN A 127.0.0.1\n";
+
+    fn build_with(record: Record) -> Result<Snapshot, BuildError> {
+        let origin = Name::from_ascii("example.com.").unwrap();
+        let mut zone = crate::zone::parse_zone(ZONE, std::path::Path::new("z"), &origin).unwrap();
+        zone.records.push(record);
+        let input = ZoneInput {
+            origin: &zone.origin,
+            data: Some(&zone),
+            serial: 7,
+            policy: &zone.policy,
+            refresh: None,
+        };
+        Snapshot::build(&[input], &[], HashMap::new(), Arc::default())
+    }
+
+    fn txt(owner: &str, strings: &[&[u8]]) -> Record {
+        let name = Name::from_ascii(owner).unwrap();
+        Record::from_rdata(name, 300, RData::TXT(TXT::from_bytes(strings.to_vec())))
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_encoded_is_an_error_naming_it() {
+        // A DKIM key pasted as one 300-byte character-string.
+        let long = [b'k'; 300];
+        let Err(e) = build_with(txt("dkim.example.com.", &[&long])) else {
+            panic!("a 300-byte character-string must not build");
+        };
+        assert_eq!(e.zone, "example.com.");
+        assert_eq!(e.owner, "dkim.example.com.");
+        assert_eq!(e.rtype, RecordType::TXT);
+        let text = e.to_string();
+        assert!(
+            text.contains("dkim.example.com. TXT") && text.contains("255"),
+            "{text}"
+        );
+        // RDATA over 65,535 bytes: 300 strings of 255 bytes.
+        let chunk = [b'x'; 255];
+        let many: Vec<&[u8]> = (0..300).map(|_| &chunk[..]).collect();
+        let e = build_with(txt("big.example.com.", &many)).err().unwrap();
+        assert_eq!(e.owner, "big.example.com.");
+        // The same data split into legal strings builds.
+        let split: Vec<&[u8]> = long.chunks(255).collect();
+        assert!(build_with(txt("dkim.example.com.", &split)).is_ok());
     }
 }

@@ -11,6 +11,22 @@ pub struct StatusView {
     pub aliases: Vec<AliasView>,
     pub checks: Vec<CheckView>,
     pub zones: Vec<ZoneView>,
+    /// Whether the served serials are on disk; answer changes wait while not.
+    pub state: StateView,
+}
+
+/// Persistence of serials in `state_dir`. While a write fails nothing new is
+/// published: the previous answers and serials stay, and the engine retries.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StateView {
+    /// False while the last write of the serials failed.
+    pub persisted: bool,
+    pub error: Option<String>,
+    /// When the current run of failures began (RFC 3339).
+    pub failing_since: Option<String>,
+    /// Failed writes in the current run.
+    pub failures: u64,
+    pub next_retry_in: Option<String>,
 }
 
 /// A served zone: where its data comes from and what it serves now.
@@ -37,6 +53,9 @@ pub struct AliasView {
     pub ttl: u32,
     /// The identifier answered, or "NODATA" / "SERVFAIL".
     pub answer: String,
+    /// A new answer decided but not yet served: it waits until its serial
+    /// can be persisted.
+    pub pending: Option<String>,
     /// Index and Region of the answered target, when a target is answered.
     pub target: Option<usize>,
     pub region: Option<String>,

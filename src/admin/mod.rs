@@ -150,10 +150,18 @@ fn error(code: StatusCode, message: &str) -> Response {
 }
 
 async fn readyz(State(s): State<AdminState>) -> Response {
-    if s.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    if !s.ready.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
+    }
+    // Answers are served but frozen: changes wait for their serial to be
+    // persisted. Monitoring must see it.
+    match &s.status.load().state.error {
+        Some(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("state not persisted: {e}\n"),
+        )
+            .into_response(),
+        None => (StatusCode::OK, "ready\n").into_response(),
     }
 }
 
@@ -166,12 +174,12 @@ async fn status(State(s): State<AdminState>) -> Response {
         .iter()
         .map(|a| {
             json!({
-                "name": a.name, "answer": a.answer, "target": a.target, "region": a.region,
+                "name": a.name, "answer": a.answer, "pending": a.pending, "target": a.target, "region": a.region,
                 "reason": a.reason, "since": a.since, "serial": a.serial, "override": a.override_,
             })
         })
         .collect();
-    Json(json!({ "aliases": aliases, "zones": view.zones })).into_response()
+    Json(json!({ "aliases": aliases, "zones": view.zones, "state": view.state })).into_response()
 }
 
 /// One alias with the full trace: every target, every check it depends on.

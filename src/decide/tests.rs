@@ -172,3 +172,25 @@ fn every_health_pattern_answers_a_healthy_target_when_one_exists() {
         }
     }
 }
+
+#[test]
+fn a_failback_wait_past_the_clock_never_comes_due_and_never_panics() {
+    let now = Instant::now();
+    let policy = Policy {
+        failback_after: Duration::MAX,
+        ..Policy::default()
+    };
+    let targets = [
+        TargetHealth {
+            healthy: true,
+            since: now,
+        },
+        TargetHealth {
+            healthy: true,
+            since: now,
+        },
+    ];
+    let d = decide(&policy, &targets, Some(Answer::Target(1)), now);
+    assert_eq!(d.answer, Answer::Target(1));
+    assert_eq!(d.recheck_at, None);
+}

@@ -11,7 +11,7 @@ use hickory_proto::rr::{DNSClass, LowerName, Name, RData, RecordType};
 use prometheus_client::metrics::counter::Counter;
 
 use super::answer::{self, UDP_PAYLOAD, is_meta, udp_limit};
-use crate::snapshot::{ServedZone, Snapshot};
+use crate::snapshot::{BuildError, ServedZone, Snapshot};
 
 const HEADER: usize = 12;
 /// An OPT RR with no options: root owner, type, class, TTL, RDLENGTH.
@@ -65,8 +65,15 @@ fn wire(name: &Name) -> Vec<u8> {
     out
 }
 
-/// What the full path answers for a plain query, rendered once.
-fn render(snap: &Snapshot, name: &Name, qtype: u16, edns: bool) -> Box<[u8]> {
+/// What the full path answers for a plain query, rendered once; an answer
+/// that cannot be encoded is an error naming the zone, owner and type.
+fn render(
+    snap: &Snapshot,
+    zone: &ServedZone,
+    name: &Name,
+    qtype: u16,
+    edns: bool,
+) -> Result<Box<[u8]>, BuildError> {
     let mut q = Message::new(0, MessageType::Query, OpCode::Query);
     let mut query = Query::query(name.clone(), RecordType::from(qtype));
     query.set_query_class(DNSClass::IN);
@@ -76,24 +83,35 @@ fn render(snap: &Snapshot, name: &Name, qtype: u16, edns: bool) -> Box<[u8]> {
         e.set_max_payload(UDP_PAYLOAD);
         q.set_edns(e);
     }
-    let response = answer::respond(snap, &q).expect("a query gets a response");
-    response
-        .to_vec()
-        .expect("our own records encode")
-        .into_boxed_slice()
+    let error = |reason: String| BuildError {
+        zone: zone.origin.to_string(),
+        owner: name.to_string(),
+        rtype: RecordType::from(qtype),
+        reason,
+    };
+    let response =
+        answer::respond(snap, &q).ok_or_else(|| error("the query got no response".into()))?;
+    let bytes = response.to_vec().map_err(|e| error(e.to_string()))?;
+    Ok(bytes.into_boxed_slice())
 }
 
-fn template(snap: &Snapshot, name: &Name, qtype: u16) -> Template {
-    Template {
-        plain: render(snap, name, qtype, false),
-        edns: render(snap, name, qtype, true),
-    }
+fn template(
+    snap: &Snapshot,
+    zone: &ServedZone,
+    name: &Name,
+    qtype: u16,
+) -> Result<Template, BuildError> {
+    Ok(Template {
+        plain: render(snap, zone, name, qtype, false)?,
+        edns: render(snap, zone, name, qtype, true)?,
+    })
 }
 
 impl FastIndex {
     /// Builds templates for every name of every zone of `snap`, rendering
-    /// each with the full path (which never consults the index).
-    pub fn build(snap: &Snapshot) -> FastIndex {
+    /// each with the full path (which never consults the index). An answer
+    /// that cannot be encoded is an error, never a panic.
+    pub fn build(snap: &Snapshot) -> Result<FastIndex, BuildError> {
         let mut index = FastIndex::default();
         for zone in &snap.zones {
             if !zone.available {
@@ -133,18 +151,18 @@ impl FastIndex {
                     }
                     let by_type = types
                         .into_iter()
-                        .map(|t| (t, template(snap, &name, t)))
-                        .collect();
+                        .map(|t| Ok((t, template(snap, zone, &name, t)?)))
+                        .collect::<Result<_, BuildError>>()?;
                     Entry::Ready {
                         by_type,
-                        other: template(snap, &name, PROBE_TYPE),
+                        other: template(snap, zone, &name, PROBE_TYPE)?,
                         txt_counter: snap.answer_counters.get(&LowerName::new(&name)).cloned(),
                     }
                 };
                 index.names.insert(key, entry);
             }
         }
-        index
+        Ok(index)
     }
 
     /// Writes the response to `query` into `out` and returns true, or returns

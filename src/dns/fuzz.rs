@@ -129,6 +129,7 @@ child IN NS ns.child\nns.child IN A 192.0.2.53\n"
         Default::default(),
         Default::default(),
     )
+    .expect("the test zones build")
 }
 
 fn push_name(rng: &mut Rng, out: &mut Vec<u8>) {

@@ -208,21 +208,22 @@ fn transfer(
 /// Splits a transfer into messages of about `CHUNK` bytes, by each record's
 /// uncompressed size (an upper bound of what it takes on the wire).
 fn chunks(records: Vec<Record>) -> Vec<Vec<Record>> {
-    let mut out: Vec<Vec<Record>> = vec![Vec::new()];
+    let mut out: Vec<Vec<Record>> = Vec::new();
+    let mut current = Vec::new();
     let mut size = 0;
     let mut scratch = Vec::with_capacity(512);
     for r in records {
         scratch.clear();
         let mut enc = BinEncoder::new(&mut scratch);
         let len = r.emit(&mut enc).map_or(CHUNK, |_| scratch.len());
-        let current = out.last_mut().expect("never empty");
         if size + len > CHUNK && !current.is_empty() {
-            out.push(Vec::new());
+            out.push(std::mem::take(&mut current));
             size = 0;
         }
         size += len;
-        out.last_mut().expect("never empty").push(r);
+        current.push(r);
     }
+    out.push(current);
     out
 }
 

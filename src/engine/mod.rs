@@ -2,7 +2,6 @@
 //! the decision picks each alias's answer, and only when some answer changes
 //! a new snapshot is built, its serial bumped and persisted, and published.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -18,7 +17,7 @@ use crate::health::State;
 use crate::health::{self, CheckState, Outcome, ProbeResult};
 use crate::metrics::Metrics;
 use crate::snapshot::ZoneInput;
-use crate::snapshot::{AliasAnswer, AliasRecord, Snapshot, SnapshotCell};
+use crate::snapshot::{AliasAnswer, AliasRecord, BuildError, Snapshot, SnapshotCell};
 use crate::state::{
     Override, Overrides, Persisted, StateStore, ZoneState, initial_serial, unix_now, zone_digest,
 };
@@ -31,7 +30,10 @@ use crate::xfr::notify::Notifier;
 use crate::xfr::secondary;
 use crate::xfr::tsig::Keyring;
 
+mod persist;
 mod secondaries;
+#[cfg(test)]
+mod tests;
 
 use secondaries::SecondaryZone;
 
@@ -39,8 +41,16 @@ pub struct Engine {
     config: Arc<Config>,
     checks: Vec<CheckState>,
     decisions: Vec<Decision>,
+    /// What the published snapshot answers, per alias. A decision is
+    /// published only once the serial carrying it is persisted.
+    served: Vec<Answer>,
+    /// Per zone, the serial and digest of the published snapshot.
     serials: Vec<u32>,
     digests: Vec<String>,
+    /// The serials file as last written.
+    written: Persisted,
+    /// Failed writes of the serials, and when to retry.
+    persist: persist::PersistHealth,
     store: StateStore,
     cell: SnapshotCell,
     /// When each alias's answer last changed.
@@ -128,14 +138,12 @@ impl Engine {
         let persisted = store.load()?;
         let mut engine = Engine {
             decisions: Vec::new(),
+            served: Vec::new(),
             serials: vec![0; config.zones.len()],
             digests: vec![String::new(); config.zones.len()],
-            cell: Arc::new(ArcSwap::from_pointee(Snapshot::build(
-                &[],
-                &[],
-                HashMap::new(),
-                Arc::default(),
-            ))),
+            written: Persisted::default(),
+            persist: persist::PersistHealth::default(),
+            cell: Arc::new(ArcSwap::from_pointee(Snapshot::empty())),
             keys: Arc::new(Keyring::new(&config.keys)),
             secondaries: secondaries::restore(&config, &store),
             secondary_tasks: Vec::new(),
@@ -169,8 +177,21 @@ impl Engine {
         engine.settle_serials(&records, |origin| {
             persisted.zones.get(&origin.to_string()).cloned()
         });
-        engine.persist()?;
-        engine.publish_snapshot(&records);
+        let snap = engine
+            .build_snapshot(&records, &engine.serials)
+            .map_err(|e| anyhow::anyhow!("cannot build the answers: {e}"))?;
+        // Durable before visible.
+        let state = engine.persisted(&engine.serials, &engine.digests);
+        if let Err(e) = engine.store.save(&state) {
+            engine.metrics.persist_failed("serials");
+            return Err(
+                e.context("cannot persist the serials; [server] state_dir must be writable")
+            );
+        }
+        engine.written = state;
+        engine.metrics.persist_ok(true);
+        engine.served = engine.decisions.iter().map(|d| d.answer).collect();
+        engine.publish(snap);
         engine.publish_status(now);
         Ok(engine)
     }
@@ -198,9 +219,14 @@ impl Engine {
         (self.serials, self.digests) = (serials, digests);
     }
 
-    /// Builds the snapshot for the current answers and serials, with answer
-    /// counters labelled by what each alias answers now, and publishes it.
-    fn publish_snapshot(&self, records: &[AliasRecord]) {
+    /// Builds the snapshot for `records` and the primary zones' `serials`,
+    /// with answer counters labelled by what each alias answers in it. Data
+    /// that cannot be encoded is an error naming zone, owner and type.
+    fn build_snapshot(
+        &self,
+        records: &[AliasRecord],
+        serials: &[u32],
+    ) -> Result<Snapshot, BuildError> {
         let counters = records
             .iter()
             .map(|r| {
@@ -219,7 +245,7 @@ impl Engine {
             .config
             .zones
             .iter()
-            .zip(&self.serials)
+            .zip(serials)
             .map(|(zone, &serial)| ZoneInput {
                 origin: &zone.origin,
                 data: Some(zone),
@@ -237,9 +263,16 @@ impl Engine {
                 refresh: Some(held.wake.clone()),
             });
         }
-        let old = self.cell.load_full();
-        let mut snap = Snapshot::build(&inputs, records, counters, self.keys.clone());
-        journal::carry(&mut snap, &old);
+        let mut snap = Snapshot::build(&inputs, records, counters, self.keys.clone())?;
+        journal::carry(&mut snap, &self.cell.load_full());
+        Ok(snap)
+    }
+
+    /// Publishes a snapshot built by `build_snapshot`: serial metrics, then
+    /// the store, then NOTIFY where a serial moved.
+    fn publish(&self, snap: Snapshot) {
+        let snap = Arc::new(snap);
+        let old = self.cell.swap(snap.clone());
         for zone in &snap.zones {
             if !zone.available {
                 continue;
@@ -256,7 +289,11 @@ impl Engine {
                 );
             }
         }
-        self.cell.store(Arc::new(snap));
+    }
+
+    /// The alias records of what is served now (not what is decided).
+    fn served_records(&self) -> Vec<AliasRecord> {
+        self.records_for(&self.served)
     }
 
     pub fn cell(&self) -> SnapshotCell {
@@ -322,7 +359,15 @@ impl Engine {
             .map(|(i, a)| {
                 let d = &self.decisions[i];
                 let health = self.target_health(i);
-                let target = match d.answer {
+                // What DNS answers; a decision waiting for its serial to be
+                // persisted shows as pending.
+                let served = self.served.get(i).copied().unwrap_or(d.answer);
+                let label = |answer: Answer| match answer {
+                    Answer::Target(t) => a.targets[t].connection_id.clone(),
+                    Answer::NoData => "NODATA".into(),
+                    Answer::ServFail => "SERVFAIL".into(),
+                };
+                let target = match served {
                     Answer::Target(t) => Some(t),
                     _ => None,
                 };
@@ -331,11 +376,8 @@ impl Engine {
                     zone: self.config.zones[a.zone].origin.to_string(),
                     serial: self.serials[a.zone],
                     ttl: a.ttl,
-                    answer: match d.answer {
-                        Answer::Target(t) => a.targets[t].connection_id.clone(),
-                        Answer::NoData => "NODATA".into(),
-                        Answer::ServFail => "SERVFAIL".into(),
-                    },
+                    answer: label(served),
+                    pending: (served != d.answer).then(|| label(d.answer)),
                     target,
                     region: target.map(|t| a.targets[t].region.clone()),
                     reason: d.reason.to_string(),
@@ -395,6 +437,7 @@ impl Engine {
             aliases,
             checks,
             zones,
+            state: self.persist.view(now),
         }));
     }
 
@@ -422,16 +465,22 @@ impl Engine {
             .collect()
     }
 
+    /// The alias records of what is decided now.
     fn alias_records(&self) -> Vec<AliasRecord> {
+        let answers: Vec<Answer> = self.decisions.iter().map(|d| d.answer).collect();
+        self.records_for(&answers)
+    }
+
+    fn records_for(&self, answers: &[Answer]) -> Vec<AliasRecord> {
         self.config
             .aliases
             .iter()
-            .zip(&self.decisions)
-            .map(|(a, d)| AliasRecord {
+            .zip(answers)
+            .map(|(a, answer)| AliasRecord {
                 name: a.name.clone(),
                 zone: a.zone,
                 ttl: a.ttl,
-                answer: match d.answer {
+                answer: match *answer {
                     Answer::Target(i) => AliasAnswer::Txt(a.targets[i].connection_id.clone()),
                     Answer::NoData => AliasAnswer::NoData,
                     Answer::ServFail => AliasAnswer::ServFail,
@@ -451,18 +500,59 @@ impl Engine {
         }
     }
 
-    fn persist(&self) -> anyhow::Result<()> {
+    /// The serials file for these per-zone serials and digests.
+    fn persisted(&self, serials: &[u32], digests: &[String]) -> Persisted {
         let mut state = Persisted::default();
-        for (z, zone) in self.config.zones.iter().enumerate() {
+        for ((zone, serial), digest) in self.config.zones.iter().zip(serials).zip(digests) {
             state.zones.insert(
                 zone.origin.to_string(),
                 ZoneState {
-                    serial: self.serials[z],
-                    digest: self.digests[z].clone(),
+                    serial: *serial,
+                    digest: digest.clone(),
                 },
             );
         }
-        self.store.save(&state)
+        state
+    }
+
+    /// Writes the serials file; a failure is counted, logged and retried
+    /// with backoff from the engine's timer.
+    fn save_serials(&mut self, state: Persisted, now: Instant) -> Result<(), String> {
+        match self.store.save(&state) {
+            Ok(()) => {
+                self.written = state;
+                self.metrics.persist_ok(true);
+                if let Some(f) = self.persist.succeeded() {
+                    tracing::warn!(
+                        failed_attempts = f.failures,
+                        "serials persisted again; held answer changes are published now"
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let error = format!("{e:#}");
+                self.metrics.persist_failed("serials");
+                self.metrics.persist_ok(false);
+                let f = self.persist.failed(error.clone(), now);
+                let pending: Vec<String> = self
+                    .config
+                    .aliases
+                    .iter()
+                    .zip(self.served.iter().zip(&self.decisions))
+                    .filter(|(_, (s, d))| **s != d.answer)
+                    .map(|(a, _)| a.name.to_string())
+                    .collect();
+                tracing::error!(
+                    error = %error,
+                    attempt = f.failures,
+                    retry_in = %humantime::format_duration(f.backoff),
+                    held = ?pending,
+                    "cannot persist serials: serving the previous answers and serials until state_dir is writable again"
+                );
+                Err(error)
+            }
+        }
     }
 
     /// Feeds one probe result; returns true when the check changed state.
@@ -483,10 +573,10 @@ impl Engine {
         changed
     }
 
-    /// Decides every alias again; publishes a new snapshot if any answer moved.
+    /// Decides every alias again; publishes a new snapshot if any answer
+    /// moved (or a held change can now be persisted).
     pub fn reevaluate(&mut self, now: Instant) {
-        let mut changed_zones = vec![false; self.config.zones.len()];
-        let mut changes = Vec::new();
+        let mut moved = false;
         for i in 0..self.config.aliases.len() {
             let previous = self.decisions[i].answer;
             // A released alias is decided afresh, as at start.
@@ -501,33 +591,73 @@ impl Engine {
             }
             if d.answer != previous {
                 self.answered_since[i] = now;
-                changed_zones[self.config.aliases[i].zone] = true;
-                changes.push((i, previous, d));
+                moved = true;
             }
             self.decisions[i] = d;
         }
-        if changes.is_empty() {
-            return;
+        if moved || self.persist.due(now) {
+            self.sync(now);
         }
+    }
+
+    /// Publishes what is decided, where it differs from what is served: the
+    /// zones whose data changed get their next serial, persisted before the
+    /// snapshot carrying it is visible. While the write fails nothing new
+    /// is published (the timer retries); once it succeeds the held changes
+    /// go out.
+    fn sync(&mut self, now: Instant) {
         let records = self.alias_records();
-        for (z, changed) in changed_zones.iter().enumerate() {
-            if *changed {
-                self.serials[z] = self.config.zones[z]
-                    .policy
-                    .serial
-                    .next(self.serials[z], unix_now());
-                let in_zone: Vec<&AliasRecord> = records.iter().filter(|r| r.zone == z).collect();
-                self.digests[z] = zone_digest(&self.config.zones[z], &in_zone);
+        let served = self.served_records();
+        let (mut serials, mut digests) = (self.serials.clone(), self.digests.clone());
+        let mut changed = false;
+        for (z, zone) in self.config.zones.iter().enumerate() {
+            let differs = records
+                .iter()
+                .zip(&served)
+                .any(|(r, s)| r.zone == z && r != s);
+            if !differs {
+                continue;
+            }
+            let in_zone: Vec<&AliasRecord> = records.iter().filter(|r| r.zone == z).collect();
+            let digest = zone_digest(zone, &in_zone);
+            if digest != self.digests[z] {
+                serials[z] = zone.policy.serial.next(self.serials[z], unix_now());
+                digests[z] = digest;
+                changed = true;
             }
         }
-        // Durable before visible: a serial anyone has seen must survive a crash.
-        if let Err(e) = self.persist() {
-            // Keep serving: the serial lives on in memory; the next change retries.
-            tracing::error!(error = format!("{e:#}"), "cannot persist serials");
+        if !changed && self.persist.failing().is_none() {
+            return;
         }
-        self.publish_snapshot(&records);
+        // Durable before visible: a serial anyone has seen must survive a
+        // crash. While writes fail, a retry writes what is served, so a
+        // working disk is noticed even when the held change went away.
+        let state = self.persisted(&serials, &digests);
+        if self.save_serials(state, now).is_err() {
+            return;
+        }
+        if !changed {
+            return;
+        }
+        let snap = match self.build_snapshot(&records, &serials) {
+            Ok(snap) => snap,
+            Err(e) => {
+                // Reload validated this data; should it still fail, keep
+                // serving what is served.
+                tracing::error!(error = %e, "cannot build the new answers; keeping the previous ones");
+                return;
+            }
+        };
+        (self.serials, self.digests) = (serials, digests);
+        let answers: Vec<Answer> = self.decisions.iter().map(|d| d.answer).collect();
+        let before = std::mem::replace(&mut self.served, answers);
+        self.publish(snap);
         let unix = unix_now() as i64;
-        for (i, from, d) in changes {
+        for (i, from) in before.into_iter().enumerate() {
+            let d = self.decisions[i];
+            if d.answer == from {
+                continue;
+            }
             let alias = &self.config.aliases[i];
             self.metrics.answer_changed(&alias.name.to_string(), unix);
             tracing::warn!(
@@ -576,6 +706,22 @@ impl Engine {
     /// Removes expired overrides and those whose alias or Region left the
     /// config; returns true if any went.
     fn drop_stale_overrides(&mut self) -> bool {
+        let changed = self.drop_stale_overrides_in_memory();
+        if changed {
+            self.save_overrides_or_log();
+        }
+        changed
+    }
+
+    fn save_overrides_or_log(&mut self) {
+        if let Err(e) = self.store.save_overrides(&self.overrides) {
+            self.metrics.persist_failed("overrides");
+            tracing::error!(error = format!("{e:#}"), "cannot persist overrides");
+        }
+    }
+
+    /// `drop_stale_overrides` without writing the file.
+    fn drop_stale_overrides_in_memory(&mut self) -> bool {
         let now = unix_now();
         let before = self.overrides.len();
         let aliases = &self.config.aliases;
@@ -589,11 +735,7 @@ impl Engine {
             }
             known && live
         });
-        let changed = self.overrides.len() != before;
-        if changed && let Err(e) = self.store.save_overrides(&self.overrides) {
-            tracing::error!(error = format!("{e:#}"), "cannot persist overrides");
-        }
-        changed
+        self.overrides.len() != before
     }
 
     fn command(&mut self, command: Command) {
@@ -673,7 +815,7 @@ impl Engine {
             .enumerate()
             .filter_map(|(i, c)| match c.probe {
                 ProbeSpec::External { stale_after, .. } if !self.stale[i] => {
-                    Some(self.reported_at[i] + stale_after)
+                    self.reported_at[i].checked_add(stale_after)
                 }
                 _ => None,
             })
@@ -690,7 +832,11 @@ impl Engine {
             else {
                 continue;
             };
-            if self.stale[i] || self.reported_at[i] + stale_after > now {
+            if self.stale[i]
+                || self.reported_at[i]
+                    .checked_add(stale_after)
+                    .is_none_or(|t| t > now)
+            {
                 continue;
             }
             self.stale[i] = true;
@@ -729,23 +875,8 @@ impl Engine {
     fn reload(&mut self, new: Config) -> Result<String, String> {
         let now = Instant::now();
         let probers = health::build_probers(&new.checks).map_err(|e| format!("{e:#}"))?;
+        let undo = Undo::take(self);
         let old = std::mem::replace(&mut self.config, Arc::new(new));
-        if old.webhooks != self.config.webhooks {
-            // The old task finishes what it has queued, then ends with its sender.
-            self.webhooks = crate::webhook::start(self.config.webhooks.clone());
-        }
-        if old.server.listen != self.config.server.listen
-            || old.admin_listen != self.config.admin_listen
-        {
-            tracing::warn!("listen addresses changed: they take effect at the next restart");
-        }
-        if old.admin_tokens != self.config.admin_tokens
-            || old.admin_limits != self.config.admin_limits
-        {
-            tracing::warn!(
-                "[admin] tokens or limits changed: they take effect at the next restart"
-            );
-        }
         let mut checks = Vec::new();
         let mut probe_now = Vec::new();
         let (mut reported_at, mut stale) = (Vec::new(), Vec::new());
@@ -791,7 +922,7 @@ impl Engine {
         let old_answers: Vec<Option<Answer>> = previous.iter().map(|p| p.0).collect();
         self.answered_since = previous.iter().map(|p| p.1).collect();
         self.release = None;
-        self.drop_stale_overrides();
+        let overrides_dropped = self.drop_stale_overrides_in_memory();
         self.decisions = (0..self.config.aliases.len())
             .map(|i| self.decide_alias(i, old_answers[i], now))
             .collect();
@@ -801,7 +932,8 @@ impl Engine {
             }
         }
         self.keys = Arc::new(Keyring::new(&self.config.keys));
-        self.carry_secondaries(&old);
+        let carried = self.carried_secondaries(&old);
+        let old_secondaries = std::mem::replace(&mut self.secondaries, carried);
         // Serials: by origin, moving only where the served data changed.
         let persisted = self.store.load().unwrap_or_default();
         let records = self.alias_records();
@@ -826,10 +958,51 @@ impl Engine {
                 .map(|(_, state)| state.clone())
                 .or_else(|| persisted.zones.get(&origin.to_string()).cloned())
         });
-        if let Err(e) = self.persist() {
-            tracing::error!(error = format!("{e:#}"), "cannot persist serials");
+        // All or nothing: a snapshot that cannot be built, or serials that
+        // cannot be persisted, leave the running configuration in place.
+        let built = self
+            .build_snapshot(&records, &self.serials)
+            .map_err(|e| e.to_string())
+            .and_then(|snap| {
+                // Only a serial that moved needs writing; while writes fail,
+                // a reload that moves none still goes through.
+                let state = self.persisted(&self.serials, &self.digests);
+                if state != self.written {
+                    self.save_serials(state, now)?;
+                }
+                Ok(snap)
+            });
+        let snap = match built {
+            Ok(snap) => snap,
+            Err(e) => {
+                undo.restore(self, old, old_secondaries);
+                let message = format!("reload refused, keeping the running configuration: {e}");
+                tracing::error!("{message}");
+                return Err(message);
+            }
+        };
+        if old.webhooks != self.config.webhooks {
+            // The old task finishes what it has queued, then ends with its sender.
+            self.webhooks = crate::webhook::start(self.config.webhooks.clone());
         }
-        self.publish_snapshot(&records);
+        if old.server.listen != self.config.server.listen
+            || old.admin_listen != self.config.admin_listen
+        {
+            tracing::warn!("listen addresses changed: they take effect at the next restart");
+        }
+        if old.admin_tokens != self.config.admin_tokens
+            || old.admin_limits != self.config.admin_limits
+        {
+            tracing::warn!(
+                "[admin] tokens or limits changed: they take effect at the next restart"
+            );
+        }
+        if overrides_dropped {
+            self.save_overrides_or_log();
+        }
+        self.respawn_secondaries();
+        self.served = self.decisions.iter().map(|d| d.answer).collect();
+        self.publish(snap);
         // Probe loops: replaced as a set; results of the old ones are dropped.
         for l in self.loops.drain(..) {
             l.abort();
@@ -880,6 +1053,7 @@ impl Engine {
         tracing::warn!(alias = %key, region = %o.region, by = %o.by, reason = %o.reason, until = ?o.until, "override set");
         self.overrides.insert(key.clone(), o);
         if let Err(e) = self.store.save_overrides(&self.overrides) {
+            self.metrics.persist_failed("overrides");
             self.overrides = previous;
             return Err(format!("cannot persist the override: {e:#}"));
         }
@@ -901,6 +1075,7 @@ impl Engine {
         // Released: decide afresh, as at start, so a manual failback moves too.
         self.release = Some(i);
         if let Err(e) = self.store.save_overrides(&self.overrides) {
+            self.metrics.persist_failed("overrides");
             self.overrides.insert(key, old);
             return Err(format!("cannot persist: {e:#}"));
         }
@@ -914,6 +1089,7 @@ impl Engine {
             .iter()
             .filter_map(|d| d.recheck_at)
             .chain(self.next_stale())
+            .chain(self.persist.retry_at())
             .min()
     }
 
@@ -958,6 +1134,54 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+/// What a reload changes in the engine, kept to put back when the reload
+/// is refused after all (its snapshot cannot be built or its serials
+/// cannot be persisted).
+struct Undo {
+    checks: Vec<CheckState>,
+    reported_at: Vec<Instant>,
+    stale: Vec<bool>,
+    answered_since: Vec<Instant>,
+    release: Option<usize>,
+    decisions: Vec<Decision>,
+    overrides: Overrides,
+    keys: Arc<Keyring>,
+    serials: Vec<u32>,
+    digests: Vec<String>,
+}
+
+impl Undo {
+    fn take(e: &Engine) -> Undo {
+        Undo {
+            checks: e.checks.clone(),
+            reported_at: e.reported_at.clone(),
+            stale: e.stale.clone(),
+            answered_since: e.answered_since.clone(),
+            release: e.release,
+            decisions: e.decisions.clone(),
+            overrides: e.overrides.clone(),
+            keys: e.keys.clone(),
+            serials: e.serials.clone(),
+            digests: e.digests.clone(),
+        }
+    }
+
+    fn restore(self, e: &mut Engine, config: Arc<Config>, secondaries: Vec<SecondaryZone>) {
+        e.config = config;
+        e.secondaries = secondaries;
+        e.checks = self.checks;
+        e.reported_at = self.reported_at;
+        e.stale = self.stale;
+        e.answered_since = self.answered_since;
+        e.release = self.release;
+        e.decisions = self.decisions;
+        e.overrides = self.overrides;
+        e.keys = self.keys;
+        e.serials = self.serials;
+        e.digests = self.digests;
     }
 }
 

@@ -15,6 +15,7 @@ use crate::xfr::secondary;
 use crate::zone::StaticZone;
 
 /// A secondary zone as the engine holds it.
+#[derive(Clone)]
 pub(super) struct SecondaryZone {
     /// The copy served; None before the first transfer and after expiry.
     pub(super) data: Option<StaticZone>,
@@ -96,14 +97,22 @@ impl Engine {
                 records: secondary::to_stored(data),
             };
             if let Err(e) = self.store.save_secondary(&origin.to_string(), &copy) {
+                self.metrics.persist_failed("secondary");
                 tracing::warn!(zone = %origin, error = format!("{e:#}"), "cannot store the zone copy");
             }
         }
         if !publish {
             return;
         }
-        let records = self.alias_records();
-        self.publish_snapshot(&records);
+        // The primary zones as served: a change held back for its serial
+        // stays held.
+        let records = self.served_records();
+        match self.build_snapshot(&records, &self.serials) {
+            Ok(snap) => self.publish(snap),
+            Err(e) => {
+                tracing::error!(zone = %origin, error = %e, "cannot build the answers with the new copy; keeping the previous ones");
+            }
+        }
         self.publish_status(Instant::now());
     }
 
@@ -114,7 +123,7 @@ impl Engine {
         self.respawn_secondaries();
     }
 
-    fn respawn_secondaries(&mut self) {
+    pub(super) fn respawn_secondaries(&mut self) {
         for t in self.secondary_tasks.drain(..) {
             t.abort();
         }
@@ -138,25 +147,29 @@ impl Engine {
             .collect();
     }
 
-    /// After a reload: secondary zones keep their copy by origin, under the
-    /// new policy; their tasks restart with the new settings.
-    pub(super) fn carry_secondaries(&mut self, old: &Config) {
-        let mut previous = std::mem::take(&mut self.secondaries);
-        self.secondaries = self
-            .config
+    /// For a reload: the secondary zones of the new config, each keeping its
+    /// copy by origin, under the new policy. The current ones stay as they
+    /// are until the reload is committed (then `respawn_secondaries`
+    /// restarts the tasks with the new settings).
+    pub(super) fn carried_secondaries(&self, old: &Config) -> Vec<SecondaryZone> {
+        self.config
             .secondaries
             .iter()
             .map(|spec| {
-                let Some(j) = old.secondaries.iter().position(|o| o.origin == spec.origin) else {
+                let Some(z) = old
+                    .secondaries
+                    .iter()
+                    .position(|o| o.origin == spec.origin)
+                    .and_then(|j| self.secondaries.get(j))
+                else {
                     return SecondaryZone::empty();
                 };
-                let mut z = std::mem::replace(&mut previous[j], SecondaryZone::empty());
+                let mut z = z.clone();
                 if let Some(d) = &mut z.data {
                     d.policy = spec.policy.clone();
                 }
                 z
             })
-            .collect();
-        self.respawn_secondaries();
+            .collect()
     }
 }

@@ -72,7 +72,9 @@ pub async fn first_round(
 /// `interval` stretched or shrunk by up to 10% so probes of many checks, and
 /// of several servers, do not align.
 fn jittered(interval: Duration) -> Duration {
-    interval.mul_f64(rand::random_range(0.9..1.1))
+    // `mul_f64` panics past Duration's range; such an interval stays as is.
+    Duration::try_from_secs_f64(interval.as_secs_f64() * rand::random_range(0.9..1.1))
+        .unwrap_or(interval)
 }
 
 /// Starts one periodic loop per check. The loops end when the receiver is dropped.

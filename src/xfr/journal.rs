@@ -196,6 +196,7 @@ mod tests {
             refresh: None,
         };
         Snapshot::build(&[input], &[alias], Default::default(), Default::default())
+            .expect("the test zone builds")
     }
 
     /// A snapshot history: serial 5 answers ids[0], 6 ids[1], and so on.

@@ -47,6 +47,7 @@ a.b.c IN TXT \"deep\"\nchild IN NS ns.child\nns.child IN A 192.0.2.53\n";
         )]),
         Default::default(),
     )
+    .expect("the test zone builds")
 }
 
 /// The full path, as a UDP query from loopback sees it.

@@ -67,7 +67,8 @@ fn snapshot(extra: usize) -> (Snapshot, Arc<Notify>) {
         ttl: 30,
         answer: AliasAnswer::Txt("PDX1".into()),
     };
-    let snap = Snapshot::build(&inputs, &[alias], Default::default(), Default::default());
+    let snap = Snapshot::build(&inputs, &[alias], Default::default(), Default::default())
+        .expect("the test zone builds");
     (snap, wake)
 }
 
@@ -210,7 +211,8 @@ fn a_secondary_without_a_copy_answers_servfail_on_both_paths() {
             refresh: None,
         },
     ];
-    let snap = Snapshot::build(&inputs, &[], Default::default(), Default::default());
+    let snap = Snapshot::build(&inputs, &[], Default::default(), Default::default())
+        .expect("the test zone builds");
     for qname in ["sub.example.com.", "www.sub.example.com."] {
         let q = request(qname, RecordType::A, OpCode::Query)
             .to_vec()
@@ -249,7 +251,8 @@ fn an_unsigned_transfer_where_a_key_is_required_is_notauth() {
         policy: &policy,
         refresh: None,
     };
-    let snap = Snapshot::build(&[input], &[], Default::default(), Default::default());
+    let snap = Snapshot::build(&[input], &[], Default::default(), Default::default())
+        .expect("the test zone builds");
     let q = request("example.com.", RecordType::AXFR, OpCode::Query);
     assert_eq!(
         rcode(&ask(&snap, &q, "10.0.0.1", Transport::Tcp)),
