@@ -17,7 +17,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use toml::Spanned;
 
 use crate::decide::{AllDown, Failback, Policy};
-use crate::zone::{StaticZone, parse_zone};
+use crate::zone::{StaticZone, parse_zone_with};
 use error::SourceMap;
 pub use error::{ConfigError, Problem};
 use raw::{RawAlias, RawCheck, RawConfig, RawServer};
@@ -206,14 +206,17 @@ pub struct TargetSpec {
 
 /// Reads and validates the configuration at `path` and the zone files it names.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let read = |p: &Path| crate::zone::source::read_text(p, crate::zone::source::MAX_ZONE_BYTES);
+    let text = read(path).map_err(|e| {
         ConfigError(vec![
             Problem::new(path, 0, 0, format!("cannot read config: {e}")).hint(format!(
                 "create it, or pass --config PATH (default {DEFAULT_CONFIG})"
             )),
         ])
     })?;
-    validate(path, &text, &|p: &Path| std::fs::read_to_string(p))
+    // Every file is read bounded and only if regular: a FIFO or a device
+    // named by mistake must not hang or exhaust `check`, `serve` or a reload.
+    validate(path, &text, &read)
 }
 
 /// Validates config text; `read` fetches zone files (relative paths are
@@ -644,7 +647,7 @@ impl Validator<'_> {
             ) else {
                 continue;
             };
-            match parse_zone(&text, &file, &origin) {
+            match parse_zone_with(&text, &file, &origin, read) {
                 Ok(zone) => zones.push(StaticZone { policy, ..zone }),
                 Err(problems) => self.problems.extend(problems),
             }
