@@ -53,14 +53,14 @@ generate() {
   case $kind in
     valid | error-last)
       local body=$((n - 3))
-      [ "$kind" = error-last ] && body=$((body - 1))
+      if [ "$kind" = error-last ]; then body=$((body - 1)); fi
       awk -v n="$body" 'BEGIN {
         for (i = 0; i < n; i++) {
           if (i % 5 == 4) printf "               IN TXT \"v=spf1 -all %d\"\n", i;
           else printf "h%d IN A 10.%d.%d.%d\n", i, int(i / 65536) % 256, int(i / 256) % 256, i % 256;
         }
       }'
-      [ "$kind" = error-last ] && printf 'broken IN A 999.1.1.1\n'
+      if [ "$kind" = error-last ]; then printf 'broken IN A 999.1.1.1\n'; fi
       ;;
     cnames)
       awk -v n="$((n - 3))" 'BEGIN { for (i = 0; i < n; i++) printf "c%d IN CNAME ns1\n", i }'
@@ -85,7 +85,7 @@ timed() {
   fi
 }
 
-printf '%-12s %8s %10s %-8s %10s %8s\n' kind records check_s result "${PEER:-peer}_s" ratio
+printf '%-12s %8s %10s %-12s %10s %8s\n' kind records check_s result "${PEER:-peer}_s" ratio
 for n in "${SIZES[@]}"; do
   for kind in valid error-last cnames out-of-zone; do
     generate "$kind" "$n" >"$WORK/zone"
@@ -103,6 +103,6 @@ for n in "${SIZES[@]}"; do
         ratio=$(awk -v a="$t" -v b="$p" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "-" }')
       fi
     fi
-    printf '%-12s %8s %10s %-8s %10s %8s\n' "$kind" "$n" "$t" "$result" "$p" "$ratio"
+    printf '%-12s %8s %10s %-12s %10s %8s\n' "$kind" "$n" "$t" "$result" "$p" "$ratio"
   done
 done

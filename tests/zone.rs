@@ -243,3 +243,19 @@ fn txt_data_over_65535_bytes_is_refused_with_its_line() {
         "{err}"
     );
 }
+
+/// A DKIM key as opendkim-genkey writes it: quoted strings inside
+/// parentheses over several lines, with `;` inside a string and a comment.
+#[test]
+fn a_dkim_key_across_lines_is_served_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "B".repeat(250);
+    let zone = format!(
+        "{ZONE}mail._domainkey IN TXT ( \"v=DKIM1; h=sha256; k=rsa; \"\n\t  \"p={key}\"\n\t  \"IDAQAB\" )  ; ----- DKIM key mail\n"
+    );
+    let s = Server::start(dir.path(), "", &zone);
+    assert_eq!(
+        s.txt("mail._domainkey.example.com."),
+        [format!("v=DKIM1; h=sha256; k=rsa; |p={key}|IDAQAB")]
+    );
+}

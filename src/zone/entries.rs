@@ -3,12 +3,15 @@
 //! parentheses or a quoted string that spans lines; blank and comment-only
 //! lines are skipped.
 //!
-//! The rules follow hickory-proto's lexer, which parses each entry afterwards,
-//! so both agree on where an entry ends: a `"` opens a quoted string only at
-//! the start of a word and outside parentheses, where `\` escapes the next
-//! character; `(` opens a list only at the start of a word; inside a list
-//! newlines are blanks and `;` starts a comment; a word ends at a blank or
-//! `;` (and, in a list, at `)`).
+//! The rules are those of RFC 1035 as BIND, Knot and NSD read it, and of
+//! hickory-proto's lexer (which parses each entry afterwards) outside
+//! parentheses: a `"` opens a quoted string at the start of a word, where `\`
+//! escapes the next character; `(` opens a list at the start of a word;
+//! inside a list newlines are blanks and `;` starts a comment; a word ends at
+//! a blank or `;` (and, in a list, at `)`). hickory does not know quoted
+//! strings inside a list (it would keep the quotes and take a `;` inside one
+//! for a comment), so an entry with a list is handed to it `flatten`ed onto
+//! one line.
 
 /// One entry of a master file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +24,8 @@ pub struct Entry<'a> {
     pub blank_owner: bool,
     /// Starts with `$` in the first column: a control entry.
     pub directive: bool,
+    /// Holds a parenthesised list.
+    pub list: bool,
 }
 
 /// Iterator over the entries of a master file.
@@ -50,11 +55,97 @@ enum Mode {
     Dollar,
     /// Inside a quoted string; `escaped` right after a `\`, `digits` counts
     /// the rest of a `\DDD` escape.
-    Quote { escaped: bool, digits: u8 },
+    Quote {
+        list: bool,
+        escaped: bool,
+        digits: u8,
+    },
     /// Between words inside parentheses.
     List,
     /// In a comment; `list` when the comment is inside parentheses.
     Comment { list: bool },
+}
+
+/// The mode after `ch` in `mode`, and whether `ch` must be read again in
+/// the new mode (it ended a word, or a comment outside a list). A newline in
+/// `Top` ends the entry and is left to the caller.
+fn step(mode: Mode, ch: char) -> (Mode, bool) {
+    let quote = |list| Mode::Quote {
+        list,
+        escaped: false,
+        digits: 0,
+    };
+    match mode {
+        Mode::Top => (
+            match ch {
+                ';' => Mode::Comment { list: false },
+                '(' => Mode::List,
+                '"' => quote(false),
+                '$' => Mode::Dollar,
+                '@' => Mode::Top,
+                ch if ch.is_whitespace() => Mode::Top,
+                _ => Mode::Word { list: false },
+            },
+            false,
+        ),
+        Mode::Dollar if ch.is_ascii_uppercase() => (Mode::Dollar, false),
+        Mode::Dollar => (Mode::Top, true),
+        Mode::Word { list } => {
+            if ch.is_whitespace() || ch == ';' || (list && ch == ')') {
+                (if list { Mode::List } else { Mode::Top }, true)
+            } else {
+                (mode, false)
+            }
+        }
+        Mode::Quote {
+            list,
+            escaped,
+            digits,
+        } => (
+            if digits > 0 {
+                Mode::Quote {
+                    list,
+                    escaped: false,
+                    digits: digits - 1,
+                }
+            } else if escaped {
+                Mode::Quote {
+                    list,
+                    escaped: false,
+                    digits: if ch.is_ascii_digit() { 2 } else { 0 },
+                }
+            } else if ch == '\\' {
+                Mode::Quote {
+                    list,
+                    escaped: true,
+                    digits: 0,
+                }
+            } else if ch == '"' {
+                if list { Mode::List } else { Mode::Top }
+            } else {
+                mode
+            },
+            false,
+        ),
+        Mode::List => (
+            match ch {
+                ';' => Mode::Comment { list: true },
+                ')' => Mode::Top,
+                '"' => quote(true),
+                ch if ch.is_whitespace() => Mode::List,
+                _ => Mode::Word { list: true },
+            },
+            false,
+        ),
+        Mode::Comment { list } if ch == '\n' => {
+            if list {
+                (Mode::List, false)
+            } else {
+                (Mode::Top, true)
+            }
+        }
+        Mode::Comment { .. } => (mode, false),
+    }
 }
 
 impl<'a> Iterator for Entries<'a> {
@@ -71,118 +162,27 @@ impl<'a> Iterator for Entries<'a> {
             let first = rest.chars().next();
             let blank_owner = first.is_some_and(|c| c.is_whitespace() && c != '\n' && c != '\r');
             let directive = first == Some('$');
-            let mut content = false;
+            let (mut content, mut list) = (false, false);
             let mut mode = Mode::Top;
             // Where the entry ends (exclusive) and where the next one starts.
-            let mut end = self.text.len();
-            let mut next = self.text.len();
-            let mut done = false;
+            let (mut end, mut next) = (self.text.len(), self.text.len());
             let mut chars = rest.char_indices().peekable();
-            while let Some((i, c)) = chars.next() {
-                if c == '\n' {
+            'entry: while let Some((i, ch)) = chars.next() {
+                if ch == '\n' {
                     self.line = self.line.saturating_add(1);
                 }
-                // A character can end a word and then count as the next
-                // token, so words hand it back to `Top` or `List` below.
-                let mut c = Some(c);
-                while let Some(ch) = c.take() {
-                    mode = match mode {
-                        Mode::Top => match ch {
-                            '\n' => {
-                                end = start + i;
-                                next = start + i + 1;
-                                done = true;
-                                break;
-                            }
-                            ';' => Mode::Comment { list: false },
-                            '(' => {
-                                content = true;
-                                Mode::List
-                            }
-                            '"' => {
-                                content = true;
-                                Mode::Quote {
-                                    escaped: false,
-                                    digits: 0,
-                                }
-                            }
-                            '$' => {
-                                content = true;
-                                Mode::Dollar
-                            }
-                            '@' => {
-                                content = true;
-                                Mode::Top
-                            }
-                            ch if ch.is_whitespace() => Mode::Top,
-                            _ => {
-                                content = true;
-                                Mode::Word { list: false }
-                            }
-                        },
-                        Mode::Dollar => {
-                            if ch.is_ascii_uppercase() {
-                                Mode::Dollar
-                            } else {
-                                c = Some(ch);
-                                Mode::Top
-                            }
+                let mut again = true;
+                while again {
+                    if mode == Mode::Top {
+                        if ch == '\n' {
+                            end = start + i;
+                            next = start + i + 1;
+                            break 'entry;
                         }
-                        Mode::Word { list } => {
-                            if ch.is_whitespace() || ch == ';' || (list && ch == ')') {
-                                c = Some(ch);
-                                if list { Mode::List } else { Mode::Top }
-                            } else {
-                                Mode::Word { list }
-                            }
-                        }
-                        Mode::Quote { escaped, digits } => {
-                            if digits > 0 {
-                                Mode::Quote {
-                                    escaped: false,
-                                    digits: digits - 1,
-                                }
-                            } else if escaped {
-                                Mode::Quote {
-                                    escaped: false,
-                                    digits: if ch.is_ascii_digit() { 2 } else { 0 },
-                                }
-                            } else if ch == '\\' {
-                                Mode::Quote {
-                                    escaped: true,
-                                    digits: 0,
-                                }
-                            } else if ch == '"' {
-                                Mode::Top
-                            } else {
-                                Mode::Quote {
-                                    escaped: false,
-                                    digits: 0,
-                                }
-                            }
-                        }
-                        Mode::List => match ch {
-                            ';' => Mode::Comment { list: true },
-                            ')' => Mode::Top,
-                            ch if ch.is_whitespace() => Mode::List,
-                            _ => Mode::Word { list: true },
-                        },
-                        Mode::Comment { list } => {
-                            if ch == '\n' {
-                                if list {
-                                    Mode::List
-                                } else {
-                                    c = Some(ch);
-                                    Mode::Top
-                                }
-                            } else {
-                                Mode::Comment { list }
-                            }
-                        }
-                    };
-                }
-                if done {
-                    break;
+                        content |= !ch.is_whitespace() && ch != ';';
+                        list |= ch == '(';
+                    }
+                    (mode, again) = step(mode, ch);
                 }
                 // Skip ahead inside comments: nothing there matters but the newline.
                 if let Mode::Comment { .. } = mode {
@@ -199,10 +199,37 @@ impl<'a> Iterator for Entries<'a> {
                     text: text.strip_suffix('\r').unwrap_or(text),
                     blank_owner,
                     directive,
+                    list,
                 });
             }
         }
     }
+}
+
+/// `text` (one entry) with its parentheses, the comments inside them and the
+/// newlines between its words made blanks, so that it reads as one line;
+/// quoted strings are kept whole, newlines and all.
+pub fn flatten(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut mode = Mode::Top;
+    for ch in text.chars() {
+        let mut again = true;
+        while again {
+            let before = mode;
+            (mode, again) = step(mode, ch);
+            if again {
+                continue;
+            }
+            match before {
+                Mode::Top if ch == '(' => out.push(' '),
+                Mode::List if ch.is_whitespace() || ch == ';' || ch == ')' => out.push(' '),
+                Mode::Top if ch == ';' => {}
+                Mode::Comment { .. } => {}
+                _ => out.push(ch),
+            }
+        }
+    }
+    out
 }
 
 /// The words of a control entry (`$ORIGIN`, `$TTL`, `$INCLUDE`): separated by
@@ -295,11 +322,16 @@ mod tests {
     }
 
     #[test]
-    fn quotes_inside_parentheses_are_plain_characters() {
-        // hickory does not open a quoted string inside a list: `)` closes
-        // the list, and a `;` starts a comment (which hides a later `)`).
-        assert_eq!(lines("a TXT ( \"x ) y\"\nb A 1.2.3.4\n"), vec![1, 2]);
-        assert_eq!(lines("a TXT ( \"x;y )\"\nb A 1.2.3.4\n"), vec![1]);
+    fn quoted_strings_inside_parentheses_are_whole() {
+        // As in BIND, Knot and NSD: `)` and `;` inside a quoted string are
+        // characters, also inside a list.
+        let text = "a TXT ( \"x ) y\" ; c\n \"p;q\" )\nb A 1.2.3.4\n";
+        assert_eq!(lines(text), vec![1, 3]);
+        let e = Entries::new(text).next().unwrap();
+        assert!(e.list);
+        assert_eq!(flatten(e.text), "a TXT   \"x ) y\"   \"p;q\"  ");
+        let soa = "@ SOA ns1 h (\n 1 ; serial\n 2 3 4 5 ) ; end";
+        assert_eq!(flatten(soa), "@ SOA ns1 h    1   2 3 4 5   ");
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! Reads a master file and the files it includes into records, each with the
 //! file and line it came from, in one pass.
 //!
-//! The file is cut into entries here (`entries.rs`); `$ORIGIN`, `$TTL` and
+//! The file is cut into entries (`entries.rs`); `$ORIGIN`, `$TTL` and
 //! `$INCLUDE` are handled here, and each record entry is parsed on its own by
-//! hickory-proto's `Parser`, given the origin, the TTL in force and, for an
-//! entry that starts with a blank, a stand-in owner that is then replaced by
-//! the previous owner. So a problem is found at its line without re-parsing,
+//! hickory-proto's `Parser` (flattened onto one line if it has parentheses),
+//! given the origin, the TTL in force and, for an entry that starts with a
+//! blank, a stand-in owner that is then replaced by the previous owner. So a problem is found at its line without re-parsing,
 //! and hickory never opens a file itself.
 
 use std::borrow::Cow;
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use hickory_proto::rr::{Name, Record};
 use hickory_proto::serialize::txt::{Parser, parse_ttl};
 
-use super::entries::{Entries, Entry, words};
+use super::entries::{Entries, Entry, flatten, words};
 use super::source::{MAX_INCLUDE_DEPTH, MAX_INCLUDES, MAX_ZONE_BYTES, human_bytes};
 use crate::config::error::Problem;
 
@@ -320,23 +320,26 @@ impl Loader<'_> {
 
     fn record(&mut self, entry: &Entry, file: usize, origin: &Name) {
         let line = entry.line;
-        // Entries never hold a directive at a line start (see entries.rs);
-        // should one slip through, hickory must not open the file itself.
-        if entry.text.contains("\n$") {
+        let flat = entry.list.then(|| flatten(entry.text));
+        let text = flat.as_deref().unwrap_or(entry.text);
+        // What hickory reads has newlines only inside quoted strings (see
+        // entries.rs); should a control entry slip through at a line start,
+        // hickory must not open a file itself.
+        if text.contains("\n$") {
             self.problem(
                 file,
                 line,
-                "a line starting with `$` inside a record".into(),
-                "close the parenthesis or quote before it, or move the control entry to its own line",
+                "a line starting with `$` inside a quoted string".into(),
+                "close the quoted string before it",
             );
             return;
         }
         let ttl = self.default_ttl.or(self.last_ttl);
         let inherit = entry.blank_owner && self.last_owner.is_some();
         let chunk: Cow<'_, str> = if ttl.is_none() && !inherit {
-            Cow::Borrowed(entry.text)
+            Cow::Borrowed(text)
         } else {
-            let mut s = String::with_capacity(entry.text.len().saturating_add(24));
+            let mut s = String::with_capacity(text.len().saturating_add(24));
             if let Some(ttl) = ttl {
                 let _ = writeln!(s, "$TTL {ttl}");
             }
@@ -344,7 +347,7 @@ impl Loader<'_> {
                 // A stand-in owner, replaced below: no name is printed and re-parsed.
                 s.push('@');
             }
-            s.push_str(entry.text);
+            s.push_str(text);
             Cow::Owned(s)
         };
         let parsed = Parser::new(chunk, None, Some(origin.clone())).parse();

@@ -498,6 +498,31 @@ www 60 IN A 192.0.2.1\n";
     }
 
     #[test]
+    fn a_dkim_key_split_over_lines_in_parentheses_reads_as_written() {
+        let text = format!(
+            "{GOOD}mail._domainkey IN TXT ( \"v=DKIM1; h=sha256; k=rsa; \" ; the key\n\t\"p=MIIBIjAN)\"\n\t\"IDAQAB\" )  ; end\n"
+        );
+        let z = parse_zone(&text, Path::new("z"), &origin()).unwrap();
+        let txt = z
+            .records
+            .iter()
+            .find_map(|r| match &r.data {
+                RData::TXT(t) => Some(t.txt_data.clone()),
+                _ => None,
+            })
+            .unwrap();
+        let strings: Vec<&[u8]> = txt.iter().map(|s| &s[..]).collect();
+        assert_eq!(
+            strings,
+            [
+                &b"v=DKIM1; h=sha256; k=rsa; "[..],
+                b"p=MIIBIjAN)",
+                b"IDAQAB"
+            ]
+        );
+    }
+
+    #[test]
     fn txt_data_over_64k_is_refused_at_its_line() {
         let part = format!("\"{}\" ", "x".repeat(255));
         let text = format!("{GOOD}big TXT {}\nsmall TXT \"ok\"\n", part.repeat(260));
