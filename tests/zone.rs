@@ -156,7 +156,9 @@ fn a_fifo_as_zone_file_is_refused_at_once_by_check_serve_and_reload() {
         assert!(!ok);
         assert!(
             err.contains("cannot read zone file")
-                && err.contains("it is a FIFO (named pipe); only regular files are read"),
+                && err.contains("it is a FIFO (named pipe); only regular files are read")
+                && err
+                    .contains("hint: txtfailover reads only regular UTF-8 files of at most 64 MiB"),
             "{command}: {err}"
         );
     }
@@ -226,6 +228,13 @@ fn a_txt_string_over_255_bytes_is_refused_with_its_line() {
         ),
         "{err}"
     );
+    // `serve` refuses the same zone the same way, instead of panicking.
+    let config = write_config(dir.path(), free_port(), "", &zone);
+    let (ok, _, err) =
+        run_with_deadline(&["serve", "--config", config.to_str().unwrap()], DEADLINE);
+    assert!(!ok);
+    assert!(err.contains("example.com.zone:7:1: TXT record"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]

@@ -335,6 +335,14 @@ impl Validator<'_> {
         match read(&path) {
             Ok(text) => Some((path, text)),
             Err(e) => {
+                // The bounded reader's refusals (not a regular file, too large,
+                // not UTF-8) are not about the path.
+                let hint = match e.kind() {
+                    std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
+                        "txtfailover reads only regular UTF-8 files of at most 64 MiB: point it at one"
+                    }
+                    _ => hint,
+                };
                 self.err(
                     &file.span(),
                     format!("cannot read {what} {}: {e}", path.display()),
