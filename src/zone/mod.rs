@@ -76,14 +76,14 @@ pub fn parse_zone_with(
 ) -> Result<StaticZone, Vec<Problem>> {
     let origin = origin.to_lowercase();
     let mut problems = load::Problems::default();
-    let loaded = load::load(text, file, &origin, read, &mut problems);
-    let path = |place: &load::Place| loaded.files.get(place.file).map_or(file, |p| p.as_path());
+    let load::Loaded { files, records } = load::load(text, file, &origin, read, &mut problems);
+    let path = |place: &load::Place| files.get(place.file).map_or(file, |p| p.as_path());
 
     // Each record alone: in the zone, class IN, a supported type, encodable.
     let mut soa: Option<(SOA, u32, load::Place)> = None;
-    let mut kept: Vec<(Record, load::Place, usize)> = Vec::with_capacity(loaded.records.len());
-    for (record, place) in &loaded.records {
-        let mut record = record.clone();
+    let mut kept: Vec<(Record, load::Place, usize)> = Vec::with_capacity(records.len());
+    for (mut record, place) in records {
+        let place = &place;
         record.name = record.name.to_lowercase();
         if let Some((message, hint)) = unservable(&record, &origin) {
             problems.push(Problem::new(path(place), place.line, 1, message).hint(hint));
@@ -130,7 +130,8 @@ pub fn parse_zone_with(
         .or_default()
         .push(i);
     }
-    let mut out = Vec::with_capacity(kept.len());
+    // Indices into `kept` in the order served: by RRset, file order within.
+    let mut order: Vec<usize> = Vec::with_capacity(kept.len());
     let mut owner: Option<(&LowerName, Option<usize>, bool)> = None;
     let cname_beside_data = |owner: Option<(&LowerName, Option<usize>, bool)>,
                              problems: &mut load::Problems| {
@@ -201,9 +202,14 @@ pub fn parse_zone_with(
                     .hint("spread the data over several names, or remove records"),
             );
         }
-        out.extend(records.into_iter().cloned());
+        order.extend(unique);
     }
     cname_beside_data(owner.take(), &mut problems);
+    let mut slots: Vec<Option<Record>> = kept.into_iter().map(|(r, _, _)| Some(r)).collect();
+    let out: Vec<Record> = order
+        .iter()
+        .filter_map(|&i| slots.get_mut(i).and_then(Option::take))
+        .collect();
 
     let Some((soa, soa_ttl, _)) = soa else {
         problems.push(
