@@ -18,7 +18,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use toml::Spanned;
 
 use crate::decide::{AllDown, Failback, Policy};
-use crate::zone::{StaticZone, parse_zone};
+use crate::zone::{StaticZone, parse_zone_with};
 pub use admin::AdminLimits;
 use error::SourceMap;
 pub use error::{ConfigError, Problem};
@@ -212,14 +212,17 @@ pub struct TargetSpec {
 
 /// Reads and validates the configuration at `path` and the zone files it names.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let read = |p: &Path| crate::zone::source::read_text(p, crate::zone::source::MAX_ZONE_BYTES);
+    let text = read(path).map_err(|e| {
         ConfigError(vec![
             Problem::new(path, 0, 0, format!("cannot read config: {e}")).hint(format!(
                 "create it, or pass --config PATH (default {DEFAULT_CONFIG})"
             )),
         ])
     })?;
-    validate(path, &text, &|p: &Path| std::fs::read_to_string(p))
+    // Every file is read bounded and only if regular: a FIFO or a device
+    // named by mistake must not hang or exhaust `check`, `serve` or a reload.
+    validate(path, &text, &read)
 }
 
 /// Validates config text; `read` fetches zone files (relative paths are
@@ -340,6 +343,14 @@ impl Validator<'_> {
         match read(&path) {
             Ok(text) => Some((path, text)),
             Err(e) => {
+                // The bounded reader's refusals (not a regular file, too large,
+                // not UTF-8) are not about the path.
+                let hint = match e.kind() {
+                    std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
+                        "txtfailover reads only regular UTF-8 files of at most 64 MiB: point it at one"
+                    }
+                    _ => hint,
+                };
                 self.err(
                     &file.span(),
                     format!("cannot read {what} {}: {e}", path.display()),
@@ -680,7 +691,7 @@ impl Validator<'_> {
             ) else {
                 continue;
             };
-            match parse_zone(&text, &file, &origin) {
+            match parse_zone_with(&text, &file, &origin, read) {
                 Ok(zone) => zones.push(StaticZone { policy, ..zone }),
                 Err(problems) => self.problems.extend(problems),
             }
