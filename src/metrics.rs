@@ -10,6 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::dns::rrl::Class;
+
 type Labels = Vec<(&'static str, String)>;
 
 pub struct Metrics {
@@ -27,6 +29,9 @@ pub struct Metrics {
     transfers: Family<Labels, Counter>,
     transfer_messages: Family<Labels, Counter>,
     notifies: Family<Labels, Counter>,
+    /// Rate-limited UDP responses by class: dropped, then slipped.
+    rrl_dropped: Vec<Counter>,
+    rrl_slipped: Vec<Counter>,
 }
 
 const RCODES: [&str; 16] = [
@@ -121,6 +126,26 @@ impl Metrics {
             "NOTIFY messages by zone, direction (sent, received) and result",
             notifies.clone(),
         );
+        let limited: Family<Labels, Counter> = Family::default();
+        registry.register(
+            "rrl_limited_responses",
+            "UDP responses over their flow's rate (response rate limiting), by class and action (dropped, or slipped: sent truncated)",
+            limited.clone(),
+        );
+        let rrl_handles = |action: &'static str| -> Vec<Counter> {
+            Class::ALL
+                .iter()
+                .map(|c| {
+                    limited
+                        .get_or_create(&vec![
+                            ("class", c.label().to_string()),
+                            ("action", action.to_string()),
+                        ])
+                        .clone()
+                })
+                .collect()
+        };
+        let (rrl_dropped, rrl_slipped) = (rrl_handles("dropped"), rrl_handles("slipped"));
         let build: Family<Labels, Gauge> = Family::default();
         registry.register("build_info", "Version of the running binary", build.clone());
         build
@@ -140,6 +165,20 @@ impl Metrics {
             transfers,
             transfer_messages,
             notifies,
+            rrl_dropped,
+            rrl_slipped,
+        }
+    }
+
+    /// One response over its rate: dropped, or sent truncated (slipped).
+    pub fn rrl(&self, class: Class, slipped: bool) {
+        let counters = if slipped {
+            &self.rrl_slipped
+        } else {
+            &self.rrl_dropped
+        };
+        if let Some(c) = counters.get(class as usize) {
+            c.inc();
         }
     }
 

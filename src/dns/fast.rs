@@ -19,6 +19,9 @@ const OPT_LEN: usize = 11;
 /// A query type no node holds: its answer is the generic NODATA.
 const PROBE_TYPE: u16 = 65400;
 const TXT: u16 = 16;
+/// EDNS options whose presence asks for an option in the answer.
+const NSID: u16 = 3;
+const COOKIE: u16 = 10;
 
 /// A response built for one question, without and with an OPT record.
 #[derive(Debug, Clone)]
@@ -317,8 +320,11 @@ fn parse(q: &[u8]) -> Option<Parsed> {
         let options = q.get(at + OPT_LEN..at + OPT_LEN + rdlen)?;
         let mut o = 0;
         while o < options.len() {
-            let len = u16_at(options.get(o..o + 4)?, 2) as usize;
-            o += 4 + len;
+            let option = options.get(o..o + 4)?;
+            if matches!(u16_at(option, 0), NSID | COOKIE) {
+                return None; // answered with options of ours: the full path
+            }
+            o += 4 + u16_at(option, 2) as usize;
         }
         if o != options.len() {
             return None;

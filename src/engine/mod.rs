@@ -739,6 +739,19 @@ impl Engine {
         {
             tracing::warn!("listen addresses changed: they take effect at the next restart");
         }
+        if old.rrl != self.config.rrl
+            || old.server.cookie_secret != self.config.server.cookie_secret
+            || (&old.server.nsid, &old.server.identity, &old.server.version)
+                != (
+                    &self.config.server.nsid,
+                    &self.config.server.identity,
+                    &self.config.server.version,
+                )
+        {
+            tracing::warn!(
+                "[rrl], cookie_secret_file, nsid, identity and version changes take effect at the next restart"
+            );
+        }
         let mut checks = Vec::new();
         let mut probe_now = Vec::new();
         let (mut reported_at, mut stale) = (Vec::new(), Vec::new());
