@@ -222,7 +222,11 @@ impl Limiter {
 
     /// True at most once a second: whether to log that limiting goes on.
     pub fn should_log(&self, now: u32) -> bool {
-        self.logged.swap(now, Ordering::Relaxed) != now
+        // Read first: under a flood this is called for every limited
+        // response, and a write each time would bounce the cache line
+        // between the UDP threads.
+        self.logged.load(Ordering::Relaxed) != now
+            && self.logged.swap(now, Ordering::Relaxed) != now
     }
 
     /// The source prefix a flow of `ip` belongs to, for logs.

@@ -227,3 +227,30 @@ fn zero_rate_means_off() {
     };
     assert!(Limiter::new(&config).is_none());
 }
+
+#[test]
+fn limiting_is_logged_once_a_second_at_most() {
+    let l = limiter(1, 2, &[]);
+    assert!(l.should_log(10));
+    assert!(!l.should_log(10));
+    assert!(!l.should_log(10));
+    assert!(l.should_log(11));
+    assert!(!l.should_log(11));
+}
+
+/// What one `check` costs (run with `cargo test --release -- --ignored`).
+#[test]
+#[ignore]
+fn cost_of_a_check() {
+    let l = limiter(1_000_000, 2, &[]);
+    let a = answer("desktop.example.com.");
+    let n = 5_000_000u32;
+    let start = std::time::Instant::now();
+    let mut passed = 0u32;
+    for i in 0..n {
+        let from = IpAddr::from(std::net::Ipv4Addr::from(0x0A00_0000 | (i & 0xFFFF) << 8));
+        passed += u32::from(l.check(from, &a, 7).is_none());
+    }
+    let per = start.elapsed().as_nanos() as f64 / f64::from(n);
+    eprintln!("{per:.1} ns per check ({passed} passed)");
+}
