@@ -181,6 +181,16 @@ mod tests {
         assert_eq!(hex::encode(cookie), "010000005cf79f111f8130c3eee29480");
     }
 
+    /// The server cookie Knot 3.2's mod-cookies gave with the same secret
+    /// (`kdig +cookie=2464c4abcf10c957` from 127.0.0.1): interoperable.
+    #[test]
+    fn same_cookie_as_knot() {
+        let client = unhex("2464c4abcf10c957");
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let cookie = secret().server_cookie(&client, ip, 0x6B151CB9);
+        assert_eq!(hex::encode(cookie), "010000006b151cb9873db9c2562bb0c3");
+    }
+
     #[test]
     fn validity_window_and_binding() {
         let s = secret();
