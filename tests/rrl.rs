@@ -36,6 +36,16 @@ struct Burst {
 /// Sends `n` copies of `query` (fresh IDs) from one socket, in batches small
 /// enough for the socket buffers, and sorts what comes back.
 fn burst(addr: SocketAddr, query: &Message, n: usize) -> Burst {
+    burst_of(addr, n, |_| query.clone(), ResponseCode::NoError)
+}
+
+/// Sends `make(i)` for i in 0..n; answers with `rcode` count as answered.
+fn burst_of(
+    addr: SocketAddr,
+    n: usize,
+    make: impl Fn(usize) -> Message,
+    rcode: ResponseCode,
+) -> Burst {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut out = Burst::default();
     let mut buf = [0u8; 65535];
@@ -44,20 +54,24 @@ fn burst(addr: SocketAddr, query: &Message, n: usize) -> Burst {
     while sent < n {
         let batch = (n - sent).min(100);
         for i in 0..batch {
-            let mut q = query.clone();
+            let mut q = make(sent + i);
             q.metadata.id = (sent + i) as u16;
             sock.send_to(&q.to_vec().unwrap(), addr).unwrap();
         }
         sent += batch;
         // Drain until the server has been quiet for a while: the answers to
-        // this batch are all in (loopback loses nothing at this rate).
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
+        // this batch are all in (loopback loses nothing at this rate). Late
+        // ones are read with the next batch; the last batch waits longer.
+        let quiet = if sent == n { 500 } else { 100 };
+        sock.set_read_timeout(Some(Duration::from_millis(quiet)))
             .unwrap();
         while let Ok(len) = sock.recv(&mut buf) {
             let m = Message::from_vec(&buf[..len]).unwrap();
             if m.metadata.truncation && m.answers.is_empty() && m.queries.len() == 1 {
                 out.slipped += 1;
-            } else if m.metadata.response_code == ResponseCode::NoError && m.answers.len() == 1 {
+            } else if m.metadata.response_code == rcode
+                && (rcode != ResponseCode::NoError || m.answers.len() == 1)
+            {
                 out.answered += 1;
             } else {
                 out.other += 1;
@@ -134,6 +148,34 @@ fn a_burst_from_one_address_is_limited_to_the_rate_with_every_second_drop_slippi
     assert_eq!(slipped as usize, b.slipped, "{b:?}");
     assert_eq!((slipped + dropped) as usize, over, "{b:?}");
     assert!(s.log_text().contains("rate limiting responses"));
+}
+
+#[test]
+fn nxdomain_is_limited_per_zone_and_errors_per_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(&dir, "[rrl]\nresponses_per_second = 50\n");
+    // A random-subdomain flood: every name differs, the zone is one flow.
+    let nx = |i: usize| plain_query(&format!("nx{i}.example.com."), RecordType::A);
+    let b = burst_of(s.addr, 1000, nx, ResponseCode::NXDomain);
+    assert!(b.answered <= 50 * seconds_spanned(b.elapsed), "{b:?}");
+    assert!(b.slipped > 0 && b.other == 0, "{b:?}");
+    // Names of no zone of ours: REFUSED, one flow for the source.
+    let refused = |i: usize| plain_query(&format!("q{i}.example.net."), RecordType::A);
+    let b = burst_of(s.addr, 1000, refused, ResponseCode::Refused);
+    assert!(b.answered <= 50 * seconds_spanned(b.elapsed), "{b:?}");
+    assert!(b.slipped > 0 && b.other == 0, "{b:?}");
+    assert!(
+        metric(
+            &s,
+            "txtfailover_rrl_limited_responses_total{class=\"nxdomain\",action=\"dropped\"}"
+        ) > 0
+    );
+    assert!(
+        metric(
+            &s,
+            "txtfailover_rrl_limited_responses_total{class=\"error\",action=\"dropped\"}"
+        ) > 0
+    );
 }
 
 #[test]
