@@ -10,6 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::dns::rrl::Class;
+
 type Labels = Vec<(&'static str, String)>;
 
 pub struct Metrics {
@@ -31,6 +33,9 @@ pub struct Metrics {
     pub admin: crate::admin::AdminMetrics,
     persist_failures: Family<Labels, Counter>,
     persist_ok: Gauge,
+    /// Rate-limited UDP responses by class: dropped, then slipped.
+    rrl_dropped: Vec<Counter>,
+    rrl_slipped: Vec<Counter>,
 }
 
 const RCODES: [&str; 16] = [
@@ -138,6 +143,26 @@ impl Metrics {
             "1 when the served serials are persisted, 0 while writing them fails (answer changes wait)",
             persist_ok.clone(),
         );
+        let limited: Family<Labels, Counter> = Family::default();
+        registry.register(
+            "rrl_limited_responses",
+            "UDP responses over their flow's rate (response rate limiting), by class and action (dropped, or slipped: sent truncated)",
+            limited.clone(),
+        );
+        let rrl_handles = |action: &'static str| -> Vec<Counter> {
+            Class::ALL
+                .iter()
+                .map(|c| {
+                    limited
+                        .get_or_create(&vec![
+                            ("class", c.label().to_string()),
+                            ("action", action.to_string()),
+                        ])
+                        .clone()
+                })
+                .collect()
+        };
+        let (rrl_dropped, rrl_slipped) = (rrl_handles("dropped"), rrl_handles("slipped"));
         let build: Family<Labels, Gauge> = Family::default();
         registry.register("build_info", "Version of the running binary", build.clone());
         build
@@ -160,6 +185,20 @@ impl Metrics {
             admin,
             persist_failures,
             persist_ok,
+            rrl_dropped,
+            rrl_slipped,
+        }
+    }
+
+    /// One response over its rate: dropped, or sent truncated (slipped).
+    pub fn rrl(&self, class: Class, slipped: bool) {
+        let counters = if slipped {
+            &self.rrl_slipped
+        } else {
+            &self.rrl_dropped
+        };
+        if let Some(c) = counters.get(class as usize) {
+            c.inc();
         }
     }
 

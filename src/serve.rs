@@ -15,6 +15,9 @@ use crate::metrics::Metrics;
 use crate::status::StatusView;
 
 use crate::config::Config;
+use crate::dns::cookie::CookieSecret;
+use crate::dns::options::ServerOptions;
+use crate::dns::rrl::Limiter;
 use crate::engine::Engine;
 use crate::health;
 use crate::state::StateStore;
@@ -60,12 +63,34 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         first,
         Instant::now(),
     )?;
+    let opts = Arc::new(ServerOptions {
+        cookie_secret: config
+            .server
+            .cookie_secret
+            .clone()
+            .unwrap_or_else(CookieSecret::random),
+        nsid: config.server.nsid.clone().map(String::into_bytes),
+        identity: config.server.identity.clone(),
+        version: config.server.version.clone(),
+    });
+    let rrl = Limiter::new(&config.rrl).map(Arc::new);
+    match &rrl {
+        Some(_) => tracing::info!(
+            responses_per_second = config.rrl.responses_per_second,
+            slip = config.rrl.slip,
+            exempt = config.rrl.exempt.len(),
+            "response rate limiting on (UDP)"
+        ),
+        None => tracing::warn!("response rate limiting is off ([rrl] responses_per_second = 0)"),
+    }
     let mut server = crate::dns::listen(
         &config.server.listen,
         config.server.udp_workers,
         config.server.tcp_idle_timeout,
         engine.cell(),
         metrics,
+        opts,
+        rrl,
     )
     .await?;
     let (tx, rx) = mpsc::channel(1024);

@@ -196,7 +196,10 @@ mod tests {
         fails("header_timeout = \"0s\"\n", "greater than zero");
         fails("header_timeout = \"2h\"\n", "at most 1h");
         fails("request_timeout = \"2h\"\n", "at most 1h");
-        fails("request_timeout = \"580000000000y\"\n", "longest duration accepted");
+        fails(
+            "request_timeout = \"580000000000y\"\n",
+            "longest duration accepted",
+        );
         fails("request_timeout = \"soon\"\n", "is not a duration");
         fails("max_body_bytes = 100\n", "between 1024 and 1048576");
         fails("max_body_bytes = 2000000\n", "between 1024 and 1048576");

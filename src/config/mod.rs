@@ -8,7 +8,7 @@ mod raw;
 mod transfer;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,11 +18,13 @@ use reqwest::header::{HeaderName, HeaderValue};
 use toml::Spanned;
 
 use crate::decide::{AllDown, Failback, Policy};
+use crate::dns::cookie::CookieSecret;
+pub use crate::dns::rrl::RrlConfig;
 use crate::zone::{StaticZone, parse_zone_with};
 pub use admin::AdminLimits;
 use error::SourceMap;
 pub use error::{ConfigError, Problem};
-use raw::{RawAlias, RawCheck, RawConfig, RawServer};
+use raw::{RawAlias, RawCheck, RawConfig, RawRrl, RawServer};
 pub use transfer::{AccessRule, Remote, SecondarySpec, TsigKey, ZonePolicy, allowed, needs_key};
 
 pub const DEFAULT_CONFIG: &str = "config/txtfailover.toml";
@@ -39,6 +41,8 @@ pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 pub struct Config {
     pub source: PathBuf,
     pub server: ServerConfig,
+    /// Response rate limiting for UDP.
+    pub rrl: RrlConfig,
     /// Where the admin HTTP API listens.
     pub admin_listen: SocketAddr,
     /// Bearer tokens allowed to change things; empty disables mutations.
@@ -97,6 +101,14 @@ pub struct ServerConfig {
     pub udp_workers: usize,
     /// A TCP connection idle this long is closed.
     pub tcp_idle_timeout: Duration,
+    /// From `cookie_secret_file`; None: a random one at each start.
+    pub cookie_secret: Option<CookieSecret>,
+    /// Sent to queries asking for NSID.
+    pub nsid: Option<String>,
+    /// CH TXT `id.server` / `hostname.bind`.
+    pub identity: Option<String>,
+    /// CH TXT `version.server` / `version.bind`.
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -247,7 +259,8 @@ pub fn validate(
         problems: Vec::new(),
         warnings: Vec::new(),
     };
-    let server = v.server(raw.server.as_ref());
+    let server = v.server(raw.server.as_ref(), read);
+    let rrl = v.rrl(raw.rrl.as_ref());
     let (admin_listen, admin_tokens) = v.admin(raw.admin.as_ref(), read);
     let admin_limits = v.admin_limits(raw.admin.as_ref());
     let keys = v.keys(&raw.keys, read);
@@ -261,6 +274,7 @@ pub fn validate(
     Ok(Config {
         source: path.to_path_buf(),
         server,
+        rrl,
         admin_listen,
         admin_tokens,
         admin_limits,
@@ -432,7 +446,11 @@ impl Validator<'_> {
         }
     }
 
-    fn server(&mut self, raw: Option<&Spanned<RawServer>>) -> ServerConfig {
+    fn server(
+        &mut self,
+        raw: Option<&Spanned<RawServer>>,
+        read: &dyn Fn(&Path) -> std::io::Result<String>,
+    ) -> ServerConfig {
         let empty = RawServer::default();
         let raw = raw.map_or(&empty, |s| s.get_ref());
         let mut listen = Vec::new();
@@ -477,6 +495,137 @@ impl Validator<'_> {
                 raw.tcp_idle_timeout.as_ref(),
                 Duration::from_secs(10),
             ),
+            cookie_secret: raw
+                .cookie_secret_file
+                .as_ref()
+                .and_then(|f| self.cookie_secret(f, read)),
+            nsid: self.short_text("nsid", raw.nsid.as_ref()),
+            identity: self.short_text("identity", raw.identity.as_ref()),
+            version: self.short_text("version", raw.version.as_ref()),
+        }
+    }
+
+    /// `[server] cookie_secret_file`: 32 hex digits (16 bytes).
+    fn cookie_secret(
+        &mut self,
+        file: &Spanned<String>,
+        read: &dyn Fn(&Path) -> std::io::Result<String>,
+    ) -> Option<CookieSecret> {
+        let hint = "write 16 random bytes as 32 hex digits into it, e.g. `openssl rand -hex 16 > cookie.secret`";
+        let (path, text) = self.read_named(file, read, "cookie_secret_file", hint)?;
+        let bytes: Option<[u8; 16]> = hex::decode(text.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok());
+        if bytes.is_none() {
+            self.err(
+                &file.span(),
+                format!(
+                    "cookie_secret_file {} does not hold 32 hex digits (16 bytes)",
+                    path.display()
+                ),
+                hint,
+            );
+        }
+        bytes.map(CookieSecret::new)
+    }
+
+    /// An optional text of 1 to 255 bytes (one TXT character-string).
+    fn short_text(&mut self, field: &str, value: Option<&Spanned<String>>) -> Option<String> {
+        let value = value?;
+        let text = value.get_ref();
+        if text.is_empty() || text.len() > 255 {
+            self.err(
+                &value.span(),
+                format!(
+                    "`{field}` must be 1 to 255 bytes long (it is {})",
+                    text.len()
+                ),
+                format!("leave `{field}` out to answer nothing, or shorten it"),
+            );
+            return None;
+        }
+        Some(text.clone())
+    }
+
+    /// An integer setting within `range`, or `default` when left out.
+    fn int_in(
+        &mut self,
+        field: &str,
+        value: Option<&Spanned<i64>>,
+        range: RangeInclusive<i64>,
+        default: u32,
+        hint: &str,
+    ) -> u32 {
+        let Some(value) = value else { return default };
+        let n = *value.get_ref();
+        match u32::try_from(n) {
+            Ok(v) if range.contains(&n) => v,
+            _ => {
+                self.err(
+                    &value.span(),
+                    format!(
+                        "`{field}` = {n} is out of range ({} to {})",
+                        range.start(),
+                        range.end()
+                    ),
+                    hint,
+                );
+                default
+            }
+        }
+    }
+
+    /// `[rrl]`: response rate limiting.
+    fn rrl(&mut self, raw: Option<&Spanned<RawRrl>>) -> RrlConfig {
+        let d = RrlConfig::default();
+        let Some(raw) = raw.map(|r| r.get_ref()) else {
+            return d;
+        };
+        let mut exempt = Vec::new();
+        for net in raw.exempt.iter().flatten() {
+            let text = net.get_ref();
+            match text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<IpAddr>().map(ipnet::IpNet::from))
+            {
+                Ok(n) => exempt.push(n.trunc()),
+                Err(_) => self.err(
+                    &net.span(),
+                    format!("{text:?} is neither an IP address nor a network"),
+                    "write e.g. \"192.0.2.10\", \"10.0.0.0/8\" or \"2001:db8::/32\"",
+                ),
+            }
+        }
+        RrlConfig {
+            responses_per_second: self.int_in(
+                "responses_per_second",
+                raw.responses_per_second.as_ref(),
+                0..=1_000_000,
+                d.responses_per_second,
+                "0 turns rate limiting off; Knot and BIND use tens to hundreds",
+            ),
+            slip: self.int_in(
+                "slip",
+                raw.slip.as_ref(),
+                0..=100,
+                d.slip,
+                "1 sends every limited answer truncated, 2 every second one, 0 none",
+            ),
+            ipv4_prefix: self.int_in(
+                "ipv4_prefix",
+                raw.ipv4_prefix.as_ref(),
+                1..=32,
+                u32::from(d.ipv4_prefix),
+                "the default, 24, counts a /24 as one source",
+            ) as u8,
+            ipv6_prefix: self.int_in(
+                "ipv6_prefix",
+                raw.ipv6_prefix.as_ref(),
+                1..=128,
+                u32::from(d.ipv6_prefix),
+                "the default, 56, counts a /56 as one source",
+            ) as u8,
+            exempt,
         }
     }
 

@@ -13,6 +13,8 @@ pub struct RawConfig {
     pub server: Option<Spanned<RawServer>>,
     #[serde(default)]
     pub admin: Option<Spanned<RawAdmin>>,
+    #[serde(default)]
+    pub rrl: Option<Spanned<RawRrl>>,
     #[serde(default, rename = "zone")]
     pub zones: Vec<Spanned<RawZone>>,
     #[serde(default, rename = "check")]
@@ -65,6 +67,22 @@ pub struct RawServer {
     pub state_dir: Option<Spanned<String>>,
     pub udp_workers: Option<Spanned<usize>>,
     pub tcp_idle_timeout: Option<Spanned<String>>,
+    /// 16 bytes in hex: the DNS cookie secret, shared by a server group.
+    pub cookie_secret_file: Option<Spanned<String>>,
+    pub nsid: Option<Spanned<String>>,
+    pub identity: Option<Spanned<String>>,
+    pub version: Option<Spanned<String>>,
+}
+
+/// Response rate limiting (UDP).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRrl {
+    pub responses_per_second: Option<Spanned<i64>>,
+    pub slip: Option<Spanned<i64>>,
+    pub ipv4_prefix: Option<Spanned<i64>>,
+    pub ipv6_prefix: Option<Spanned<i64>>,
+    pub exempt: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -564,3 +564,90 @@ fn a_bad_primary_address_is_reported_once() {
     assert_eq!(err.0.len(), 1, "{err}");
     assert!(err.0[0].message.contains("primaries address"), "{err}");
 }
+
+#[test]
+fn rrl_is_on_by_default_and_its_settings_are_checked() {
+    let c = run(&alias("{ region = \"r1\", connection_id = \"ABC\" }")).unwrap();
+    assert_eq!(c.rrl, RrlConfig::default());
+    assert_eq!(c.rrl.responses_per_second, 200);
+    assert_eq!(
+        (c.rrl.slip, c.rrl.ipv4_prefix, c.rrl.ipv6_prefix),
+        (2, 24, 56)
+    );
+    let c = run("[rrl]\nresponses_per_second = 0\nslip = 1\nexempt = [\"10.1.2.3/8\", \"::1\"]\n")
+        .unwrap();
+    assert_eq!(c.rrl.responses_per_second, 0);
+    assert_eq!(
+        c.rrl.exempt,
+        vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]
+    );
+    fails("[rrl]\nslip = 101\n", "`slip` = 101 is out of range", 5);
+    fails(
+        "[rrl]\nresponses_per_second = -1\n",
+        "`responses_per_second` = -1 is out of range",
+        5,
+    );
+    fails("[rrl]\nipv4_prefix = 33\n", "`ipv4_prefix` = 33", 5);
+    fails("[rrl]\nipv6_prefix = 0\n", "`ipv6_prefix` = 0", 5);
+    fails(
+        "[rrl]\nexempt = [\"10.0.0.0/33\"]\n",
+        "\"10.0.0.0/33\" is neither an IP address nor a network",
+        5,
+    );
+    fails("[rrl]\nrate = 5\n", "unknown field `rate`", 5);
+}
+
+#[test]
+fn identity_texts_are_bounded() {
+    let c = run("[server]\nnsid = \"ns1\"\nidentity = \"pdx-1\"\nversion = \"v\"\n").unwrap();
+    assert_eq!(c.server.nsid.as_deref(), Some("ns1"));
+    assert_eq!(c.server.identity.as_deref(), Some("pdx-1"));
+    assert_eq!(c.server.version.as_deref(), Some("v"));
+    assert!(c.server.cookie_secret.is_none());
+    fails(
+        "[server]\nidentity = \"\"\n",
+        "`identity` must be 1 to 255 bytes",
+        5,
+    );
+    let long = "x".repeat(256);
+    fails(
+        &format!("[server]\nnsid = \"{long}\"\n"),
+        "`nsid` must be 1 to 255 bytes long (it is 256)",
+        5,
+    );
+}
+
+#[test]
+fn cookie_secret_file_holds_sixteen_bytes_in_hex() {
+    let with = |secret: &'static str| {
+        let text = format!("[server]\ncookie_secret_file = \"cookie.secret\"\n{HEAD}");
+        validate(Path::new("cfg/t.toml"), &text, &move |p: &Path| {
+            if p == Path::new("cfg/cookie.secret") {
+                Ok(secret.to_string())
+            } else if p == Path::new("cfg/missing") {
+                Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+            } else {
+                Ok(ZONE.to_string())
+            }
+        })
+    };
+    let c = with("000102030405060708090a0b0c0d0e0f\n").unwrap();
+    let want: [u8; 16] = std::array::from_fn(|i| i as u8);
+    assert_eq!(c.server.cookie_secret, Some(CookieSecret::new(want)));
+    for bad in [
+        "0001",
+        "zz0102030405060708090a0b0c0d0e0f",
+        "000102030405060708090a0b0c0d0e0f00",
+    ] {
+        let err = with(bad).expect_err(bad);
+        let p = &err.0[0];
+        assert!(p.message.contains("does not hold 32 hex digits"), "{err}");
+        assert_eq!(p.line, 2);
+        assert!(
+            p.hint
+                .as_deref()
+                .unwrap_or("")
+                .contains("openssl rand -hex 16")
+        );
+    }
+}

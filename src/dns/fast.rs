@@ -19,6 +19,10 @@ const OPT_LEN: usize = 11;
 /// A query type no node holds: its answer is the generic NODATA.
 const PROBE_TYPE: u16 = 65400;
 const TXT: u16 = 16;
+/// EDNS options whose presence asks for an option in the answer.
+const NSID: u16 = 3;
+const COOKIE: u16 = 10;
+const CLIENT_SUBNET: u16 = 8;
 
 /// A response built for one question, without and with an OPT record.
 #[derive(Debug, Clone)]
@@ -336,13 +340,13 @@ fn parse(q: &[u8]) -> Option<Parsed> {
         let mut o = 0;
         while o < options.len() {
             let option = options.get(o..o + 4)?;
-            // NSID and client subnet have content the full path checks
-            // (a malformed one is FORMERR there, as RFC 7871 asks).
-            if matches!(u16_at(option, 0), 3 | 8) {
+            // Answered with options of ours (NSID, COOKIE), or with content
+            // the full path checks (client subnet: a malformed one is FORMERR
+            // there, as RFC 7871 asks).
+            if matches!(u16_at(option, 0), NSID | COOKIE | CLIENT_SUBNET) {
                 return None;
             }
-            let len = u16_at(option, 2) as usize;
-            o += 4 + len;
+            o += 4 + u16_at(option, 2) as usize;
         }
         if o != options.len() {
             return None;

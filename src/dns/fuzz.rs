@@ -17,7 +17,10 @@ use hickory_proto::op::{Message, MessageType};
 use hickory_proto::rr::Name;
 
 use super::answer::udp_limit;
+use super::cookie::{self, CookieSecret};
+use super::options::ServerOptions;
 use super::request::{self, Peer, Transport};
+use super::rrl::{self, Limiter, RrlConfig};
 use crate::config::{AccessRule, ZonePolicy};
 use crate::metrics::Metrics;
 use crate::snapshot::{AliasAnswer, AliasRecord, Snapshot, ZoneInput};
@@ -294,11 +297,30 @@ fn mutate(rng: &mut Rng, msg: &mut Vec<u8>) {
     }
 }
 
+/// What the paths share: the snapshot, metrics, server options (NSID and
+/// identity on, so their code is reached) and a rate limiter.
+struct World {
+    snap: Snapshot,
+    metrics: Metrics,
+    opts: ServerOptions,
+    limiter: Limiter,
+}
+
 /// The checks on one case. Returns whether the fast path answered it.
-fn case(snap: &Snapshot, metrics: &Metrics, query: &[u8], out: &mut Vec<u8>) -> bool {
+fn case(w: &World, query: &[u8], out: &mut Vec<u8>) -> bool {
+    let (snap, metrics, opts) = (&w.snap, &w.metrics, &w.opts);
     let ip = IpAddr::from([127, 0, 0, 1]);
     let decoded = Message::from_vec(query).ok();
-    let full = request::respond_udp(snap, query, ip, metrics);
+    // The raw cookie scan of the rate-limited path reads the query itself.
+    let _ = cookie::query_has_valid_cookie(&opts.cookie_secret, query, ip, 1_000);
+    let full = request::respond_udp(snap, query, ip, metrics, opts);
+    if let Some(bytes) = &full {
+        // The limiter classifies every response by its bytes.
+        let _ = w.limiter.check(ip, bytes, 1_000);
+        let mut slipped = bytes.clone();
+        rrl::truncate_to_question(&mut slipped);
+        assert!(slipped.len() <= bytes.len());
+    }
     if let Some(bytes) = &full {
         let limit = decoded
             .as_ref()
@@ -325,7 +347,7 @@ fn case(snap: &Snapshot, metrics: &Metrics, query: &[u8], out: &mut Vec<u8>) -> 
             ip,
             transport: Transport::Tcp,
         };
-        if let Some(reply) = request::handle(snap, &m, query, &peer, metrics, 1_700_000_000) {
+        if let Some(reply) = request::handle(snap, &m, query, &peer, metrics, opts, 1_700_000_000) {
             assert_ne!(m.metadata.message_type, MessageType::Response);
             for message in reply.messages {
                 let bytes = message.to_vec().expect("our answers encode");
@@ -346,14 +368,23 @@ fn packet_paths_survive_random_and_mutated_messages() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0x5EED_CAFE_F00D_0001);
-    let snap = snapshot();
-    let metrics = Metrics::new();
+    let world = World {
+        snap: snapshot(),
+        metrics: Metrics::new(),
+        opts: ServerOptions {
+            cookie_secret: CookieSecret::new([7; 16]),
+            nsid: Some(b"fuzz-1".to_vec()),
+            identity: Some("fuzz".into()),
+            version: Some("txtfailover".into()),
+        },
+        limiter: Limiter::new(&RrlConfig::default()).expect("RRL is on by default"),
+    };
     let mut rng = Rng(seed | 1);
     let mut out = Vec::with_capacity(4096);
     let mut fast = 0u64;
     for _ in 0..cases {
         let query = generate(&mut rng);
-        if case(&snap, &metrics, &query, &mut out) {
+        if case(&world, &query, &mut out) {
             fast += 1;
         }
     }

@@ -4,10 +4,13 @@
 //! no awaiting anything shared.
 
 pub mod answer;
+pub mod cookie;
 pub mod fast;
 #[cfg(test)]
 mod fuzz;
+pub mod options;
 pub mod request;
+pub mod rrl;
 mod tcp;
 mod udp;
 
@@ -20,6 +23,8 @@ use std::sync::Arc;
 
 use crate::metrics::Metrics;
 use crate::snapshot::SnapshotCell;
+use options::ServerOptions;
+use rrl::Limiter;
 pub use tcp::TcpHandler;
 pub use udp::spawn_udp;
 
@@ -49,14 +54,19 @@ pub async fn listen(
     tcp_idle_timeout: std::time::Duration,
     cell: SnapshotCell,
     metrics: Arc<Metrics>,
+    opts: Arc<ServerOptions>,
+    rrl: Option<Arc<Limiter>>,
 ) -> anyhow::Result<hickory_server::Server<TcpHandler>> {
-    let mut server = hickory_server::Server::new(TcpHandler::new(cell.clone(), metrics.clone()));
+    let mut server =
+        hickory_server::Server::new(TcpHandler::new(cell.clone(), metrics.clone(), opts.clone()));
     for &addr in addrs {
         spawn_udp(
             bind(addr, Type::DGRAM)?,
             udp_workers,
             cell.clone(),
             metrics.clone(),
+            opts.clone(),
+            rrl.clone(),
         )?;
         let tcp = bind(addr, Type::STREAM)?;
         tcp.listen(1024)?;

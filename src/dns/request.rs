@@ -11,6 +11,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
 use super::answer;
+use super::options::ServerOptions;
 use crate::config::{allowed, needs_key};
 use crate::metrics::Metrics;
 use crate::snapshot::{ServedZone, Snapshot};
@@ -52,6 +53,7 @@ pub fn handle(
     raw: &[u8],
     peer: &Peer,
     metrics: &Metrics,
+    opts: &ServerOptions,
     now: u64,
 ) -> Option<Reply> {
     if request.metadata.message_type == MessageType::Response {
@@ -71,13 +73,26 @@ pub fn handle(
         }
     };
     let key = key.as_ref();
-    let messages = match (request.metadata.op_code, request.queries.as_slice()) {
+    if opts.malformed(request) {
+        // RFC 7873 §5.2.2: a COOKIE option of a bad length.
+        return Some(Reply {
+            messages: vec![error(request, ResponseCode::FormErr)],
+            signer,
+        });
+    }
+    let mut messages = match (request.metadata.op_code, request.queries.as_slice()) {
         (OpCode::Notify, _) => vec![notify(snap, request, peer, key, metrics)],
         (OpCode::Query, [q]) if matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR) => {
             transfer(snap, request, q, peer, key, metrics)
         }
-        _ => vec![answer::respond(snap, request)?],
+        _ => match opts.chaos(request) {
+            Some(m) => vec![m],
+            None => vec![answer::respond(snap, request)?],
+        },
     };
+    for m in &mut messages {
+        opts.decorate(request, m, peer.ip, now);
+    }
     Some(Reply { messages, signer })
 }
 
@@ -234,6 +249,7 @@ pub fn respond_udp(
     query: &[u8],
     ip: IpAddr,
     metrics: &Metrics,
+    opts: &ServerOptions,
 ) -> Option<Vec<u8>> {
     let request = match Message::from_vec(query) {
         Ok(m) => m,
@@ -247,7 +263,7 @@ pub fn respond_udp(
     let Reply {
         messages,
         mut signer,
-    } = handle(snap, &request, query, &peer, metrics, now)?;
+    } = handle(snap, &request, query, &peer, metrics, opts, now)?;
     let response = messages.into_iter().next()?;
     let mut limit = answer::udp_limit(request.edns.as_ref().map(|e| e.max_payload()));
     if signer.is_some() {

@@ -10,6 +10,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 
 use super::answer;
+use super::options::ServerOptions;
 use super::request::{self, Peer, Reply, Transport};
 use std::sync::Arc;
 
@@ -20,11 +21,16 @@ use crate::xfr::tsig::Signer;
 pub struct TcpHandler {
     cell: SnapshotCell,
     metrics: Arc<Metrics>,
+    opts: Arc<ServerOptions>,
 }
 
 impl TcpHandler {
-    pub fn new(cell: SnapshotCell, metrics: Arc<Metrics>) -> Self {
-        TcpHandler { cell, metrics }
+    pub fn new(cell: SnapshotCell, metrics: Arc<Metrics>, opts: Arc<ServerOptions>) -> Self {
+        TcpHandler {
+            cell,
+            metrics,
+            opts,
+        }
     }
 }
 
@@ -119,6 +125,7 @@ impl RequestHandler for TcpHandler {
                 request.as_slice(),
                 &peer,
                 &self.metrics,
+                &self.opts,
                 crate::state::unix_now(),
             );
             if let Some(Reply { messages, .. }) = &reply

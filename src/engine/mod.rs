@@ -997,6 +997,19 @@ impl Engine {
                 "[admin] tokens or limits changed: they take effect at the next restart"
             );
         }
+        if old.rrl != self.config.rrl
+            || old.server.cookie_secret != self.config.server.cookie_secret
+            || (&old.server.nsid, &old.server.identity, &old.server.version)
+                != (
+                    &self.config.server.nsid,
+                    &self.config.server.identity,
+                    &self.config.server.version,
+                )
+        {
+            tracing::warn!(
+                "[rrl], cookie_secret_file, nsid, identity and version changes take effect at the next restart"
+            );
+        }
         if overrides_dropped {
             self.save_overrides_or_log();
         }

@@ -53,7 +53,13 @@ a.b.c IN TXT \"deep\"\nchild IN NS ns.child\nns.child IN A 192.0.2.53\n";
 /// The full path, as a UDP query from loopback sees it.
 fn respond_udp(snap: &Snapshot, query: &[u8]) -> Option<Vec<u8>> {
     let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
-    crate::dns::request::respond_udp(snap, query, loopback, &Metrics::new())
+    crate::dns::request::respond_udp(
+        snap,
+        query,
+        loopback,
+        &Metrics::new(),
+        &crate::dns::options::ServerOptions::default(),
+    )
 }
 
 fn query(name: &str, qtype: RecordType, edns: Option<(u16, bool)>, rd: bool) -> Vec<u8> {

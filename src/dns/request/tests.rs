@@ -86,9 +86,17 @@ fn ask(snap: &Snapshot, m: &Message, ip: &str, transport: Transport) -> Vec<Mess
         transport,
     };
     let raw = m.to_vec().unwrap();
-    handle(snap, m, &raw, &peer, &Metrics::new(), 1_795_000_000)
-        .expect("a reply")
-        .messages
+    handle(
+        snap,
+        m,
+        &raw,
+        &peer,
+        &Metrics::new(),
+        &crate::dns::options::ServerOptions::default(),
+        1_795_000_000,
+    )
+    .expect("a reply")
+    .messages
 }
 
 fn rcode(messages: &[Message]) -> ResponseCode {
@@ -222,7 +230,14 @@ fn a_secondary_without_a_copy_answers_servfail_on_both_paths() {
             !snap.fast.answer(&q, &mut out),
             "{qname} must take the full path"
         );
-        let r = respond_udp(&snap, &q, "127.0.0.1".parse().unwrap(), &Metrics::new()).unwrap();
+        let r = respond_udp(
+            &snap,
+            &q,
+            "127.0.0.1".parse().unwrap(),
+            &Metrics::new(),
+            &crate::dns::options::ServerOptions::default(),
+        )
+        .unwrap();
         let r = Message::from_vec(&r).unwrap();
         assert_eq!(r.metadata.response_code, ResponseCode::ServFail, "{qname}");
     }
