@@ -240,6 +240,10 @@ impl Engine {
         let old = self.cell.load_full();
         let mut snap = Snapshot::build(&inputs, records, counters, self.keys.clone());
         journal::carry(&mut snap, &old);
+        // Published before anyone is told: a secondary answering our NOTIFY
+        // with a SOA query must see the new serial.
+        let snap = Arc::new(snap);
+        self.cell.store(snap.clone());
         for zone in &snap.zones {
             if !zone.available {
                 continue;
@@ -256,7 +260,6 @@ impl Engine {
                 );
             }
         }
-        self.cell.store(Arc::new(snap));
     }
 
     pub fn cell(&self) -> SnapshotCell {
