@@ -50,10 +50,13 @@ pub enum TcpDrop {
     WriteTimeout,
     /// A response (QR=1) or a message too short for a header.
     Malformed,
+    /// Idle for a second while the total cap was reached: closed to make
+    /// room for a new connection.
+    Pressure,
 }
 
 impl TcpDrop {
-    const ALL: [TcpDrop; 7] = [
+    const ALL: [TcpDrop; 8] = [
         TcpDrop::TotalCap,
         TcpDrop::SourceCap,
         TcpDrop::IdleTimeout,
@@ -61,6 +64,7 @@ impl TcpDrop {
         TcpDrop::QueryCap,
         TcpDrop::WriteTimeout,
         TcpDrop::Malformed,
+        TcpDrop::Pressure,
     ];
 
     pub fn label(self) -> &'static str {
@@ -72,6 +76,7 @@ impl TcpDrop {
             TcpDrop::QueryCap => "query_cap",
             TcpDrop::WriteTimeout => "write_timeout",
             TcpDrop::Malformed => "malformed",
+            TcpDrop::Pressure => "pressure",
         }
     }
 }
@@ -177,7 +182,7 @@ impl Metrics {
         let dropped: Family<Labels, Counter> = Family::default();
         registry.register(
             "tcp_connections_dropped",
-            "DNS TCP connections refused at a cap (total_cap, source_cap) or closed by us (idle_timeout, lifetime, query_cap, write_timeout, malformed)",
+            "DNS TCP connections refused at a cap (total_cap, source_cap) or closed by us (idle_timeout, lifetime, query_cap, write_timeout, malformed, pressure: idle while at the total cap)",
             dropped.clone(),
         );
         let tcp_dropped = TcpDrop::ALL

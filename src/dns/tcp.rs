@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +43,16 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// At most one log line per kind of event in this period; the next one
 /// says how many were left out.
 const LOG_EVERY: Duration = Duration::from_secs(10);
+/// At the total cap, connections that have waited this long for their next
+/// query are closed to make room (RFC 7766 §6.2.3: a busy server may close
+/// idle connections; Unbound shortens its idle timeout the same way).
+const PRESSURE_IDLE: Duration = Duration::from_secs(1);
+/// How long a new connection at the total cap waits for that room.
+const PRESSURE_WAIT: Duration = Duration::from_millis(100);
+/// Connections waiting for room at once; beyond, refused at once.
+const MAX_WAITING: usize = 16;
+/// Idle connections are asked to make room at most this often.
+const PRESSURE_EVERY: Duration = Duration::from_millis(50);
 
 /// The TCP front shared by every listener: counts, the snapshot, metrics,
 /// and the shutdown signal.
@@ -56,6 +67,14 @@ pub struct TcpFront {
     tasks: TaskTracker,
     refused_log: LogGate,
     accept_log: LogGate,
+    /// Wakes connections waiting for a query: the total cap is reached.
+    pressure: tokio::sync::Notify,
+    /// Wakes a connection waiting for room: another one closed.
+    freed: tokio::sync::Notify,
+    waiting: AtomicUsize,
+    /// Milliseconds after `epoch` of the last pressure signal.
+    last_pressure: AtomicU64,
+    epoch: Instant,
 }
 
 #[derive(Default)]
@@ -94,6 +113,7 @@ impl Drop for Slot {
         }
         drop(open);
         self.front.metrics.tcp_open(-1);
+        self.front.freed.notify_one();
     }
 }
 
@@ -108,6 +128,11 @@ impl TcpFront {
             tasks: TaskTracker::new(),
             refused_log: LogGate::default(),
             accept_log: LogGate::default(),
+            pressure: tokio::sync::Notify::new(),
+            freed: tokio::sync::Notify::new(),
+            waiting: AtomicUsize::new(0),
+            last_pressure: AtomicU64::new(0),
+            epoch: Instant::now(),
         })
     }
 
@@ -157,34 +182,94 @@ impl TcpFront {
                     continue;
                 }
             };
-            let slot = match self.admit(peer.ip()) {
-                Ok(slot) => slot,
-                Err(reason) => {
-                    self.metrics.tcp_dropped(reason);
-                    // RST rather than FIN: nothing lingers in TIME_WAIT.
-                    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-                    drop(stream);
-                    if let Some(suppressed) = self.refused_log.open() {
-                        tracing::warn!(
-                            %peer,
-                            cap = reason.label(),
-                            max_connections = self.limits.max_connections,
-                            max_per_source = self.limits.max_per_source,
-                            suppressed,
-                            "TCP connection refused: at a connection cap"
-                        );
-                    }
-                    continue;
+            match self.admit(peer.ip()) {
+                Ok(slot) => self.serve(stream, peer, slot),
+                Err(TcpDrop::TotalCap) if self.try_wait_slot() => {
+                    // Waits off the accept loop, holding one of the few
+                    // descriptors `MAX_WAITING` allows.
+                    let front = self.clone();
+                    self.tasks.spawn(async move {
+                        let admitted = front.admit_under_pressure(peer.ip()).await;
+                        front.waiting.fetch_sub(1, Ordering::Relaxed);
+                        match admitted {
+                            Ok(slot) => front.serve(stream, peer, slot),
+                            Err(reason) => front.refuse(stream, peer, reason),
+                        }
+                    });
                 }
-            };
-            let front = self.clone();
-            self.tasks.spawn(async move {
-                let reason = front.connection(stream, peer).await;
-                if let Some(reason) = reason {
-                    front.metrics.tcp_dropped(reason);
-                }
-                drop(slot);
-            });
+                Err(reason) => self.refuse(stream, peer, reason),
+            }
+        }
+    }
+
+    /// A place among the connections waiting for room at the total cap.
+    fn try_wait_slot(&self) -> bool {
+        self.waiting
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < MAX_WAITING).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn serve(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr, slot: Slot) {
+        let front = self.clone();
+        self.tasks.spawn(async move {
+            let reason = front.connection(stream, peer).await;
+            if let Some(reason) = reason {
+                front.metrics.tcp_dropped(reason);
+            }
+            drop(slot);
+        });
+    }
+
+    /// Closes a connection no cap has room for, at once.
+    fn refuse(&self, stream: TcpStream, peer: SocketAddr, reason: TcpDrop) {
+        self.metrics.tcp_dropped(reason);
+        // RST rather than FIN: nothing lingers in TIME_WAIT.
+        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+        drop(stream);
+        if let Some(suppressed) = self.refused_log.open() {
+            tracing::warn!(
+                %peer,
+                cap = reason.label(),
+                max_connections = self.limits.max_connections,
+                max_per_source = self.limits.max_per_source,
+                suppressed,
+                "TCP connection refused: at a connection cap"
+            );
+        }
+    }
+
+    /// At the total cap: asks connections idle for `PRESSURE_IDLE` to close
+    /// (at most every `PRESSURE_EVERY`), and waits up to `PRESSURE_WAIT`
+    /// for one of them to make room.
+    async fn admit_under_pressure(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, TcpDrop> {
+        let deadline = Instant::now() + PRESSURE_WAIT;
+        loop {
+            self.signal_pressure();
+            tokio::select! {
+                () = self.freed.notified() => {}
+                () = tokio::time::sleep_until(deadline) => return self.admit(ip),
+                () = self.stop.cancelled() => return Err(TcpDrop::TotalCap),
+            }
+            match self.admit(ip) {
+                Err(TcpDrop::TotalCap) => {}
+                other => return other,
+            }
+        }
+    }
+
+    fn signal_pressure(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let every = u64::try_from(PRESSURE_EVERY.as_millis()).unwrap_or(u64::MAX);
+        let last = self.last_pressure.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= every
+            && self
+                .last_pressure
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.pressure.notify_waiters();
         }
     }
 
@@ -235,9 +320,23 @@ impl TcpFront {
             } else {
                 (idle_end, TcpDrop::IdleTimeout)
             };
-            let read = tokio::select! {
-                r = tokio::time::timeout_at(deadline, read_message(&mut stream, &mut buf)) => r,
-                () = self.stop.cancelled() => break None,
+            let read = {
+                let pending = read_message(&mut stream, &mut buf);
+                tokio::pin!(pending);
+                loop {
+                    tokio::select! {
+                        r = tokio::time::timeout_at(deadline, &mut pending) => break Some(r),
+                        () = self.stop.cancelled() => break None,
+                        () = self.pressure.notified() => {
+                            if idle_since.elapsed() >= PRESSURE_IDLE {
+                                break None;
+                            }
+                        }
+                    }
+                }
+            };
+            let Some(read) = read else {
+                break (!self.stop.is_cancelled()).then_some(TcpDrop::Pressure);
             };
             match read {
                 Err(_) => break Some(late),
