@@ -224,7 +224,7 @@ fn held_connections_cost_no_answer() {
                     }
                     Kind::KeepAlive => {
                         while matches!(s.read(&mut junk), Ok(n) if n > 0) {}
-                        if round % 2 == 0 {
+                        if round.is_multiple_of(2) {
                             let _ = s.write(&txt_query_frame());
                         }
                     }
