@@ -16,14 +16,14 @@ use hickory_proto::rr::RecordType;
 use socket2::{Domain, Socket, Type};
 use support::*;
 
-/// Starts `serve` with its open-files limit (soft and hard) at 1024.
-fn start_limited(dir: &Path, config: &str) -> Server {
+/// Starts `serve` with its open-files limit (soft and hard) at `limit`.
+fn start_limited(dir: &Path, config: &str, limit: u32) -> Server {
     let port = free_port();
     let path = write_config(dir, port, config, ZONE);
     let log = dir.join("serve.log");
     let child = Command::new("sh")
         .arg("-c")
-        .arg("ulimit -n 1024 && exec \"$0\" \"$@\"")
+        .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
         .arg(bin())
         .args(["serve", "--config"])
         .arg(&path)
@@ -168,7 +168,7 @@ fn held_connections_cost_no_answer() {
     raise_own_fd_limit();
     let (pdx, iad) = (Endpoint::start("healthy"), Endpoint::start("healthy"));
     let dir = tempfile::tempdir().unwrap();
-    let server = start_limited(dir.path(), &two_checks(&pdx, &iad));
+    let server = start_limited(dir.path(), &two_checks(&pdx, &iad), 1024);
     server.wait_for_txt("desktop.example.com.", "PDX1");
     let addr = server.addr;
 
@@ -281,6 +281,57 @@ fn held_connections_cost_no_answer() {
     assert!(!log.contains("to=Down"), "a check went down:\n{log}");
     assert!(!log.contains("Too many open files"), "{log}");
     assert_eq!(metric(&metrics, "txtfailover_check_up{"), 2.0);
+    drop(held);
+}
+
+/// CPU seconds the process has used (user + system), from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0 // USER_HZ: 100 on Linux
+}
+
+#[test]
+fn accept_pauses_when_file_descriptors_run_out() {
+    let dir = tempfile::tempdir().unwrap();
+    // 40 descriptors: the cap falls back to 16 connections, and the
+    // process runs out of descriptors before that.
+    let server = start_limited(dir.path(), ONE_ALIAS, 40);
+    let held: Vec<TcpStream> = (0..30)
+        .filter_map(|_| TcpStream::connect(server.addr).ok())
+        .collect();
+    let pid = server.child.id();
+    let fds = || std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let deadline = Instant::now() + DEADLINE;
+    while fds() < 30 {
+        assert!(Instant::now() < deadline, "{}", server.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (cpu, start) = (cpu_seconds(pid), Instant::now());
+    while start.elapsed() < Duration::from_secs(2) {
+        let answer = query_udp(
+            server.addr,
+            &plain_query("desktop.example.com.", RecordType::TXT),
+        );
+        assert_eq!(txt_of(&answer), ["A1"]);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let used = cpu_seconds(pid) - cpu;
+    assert!(
+        used < 0.5,
+        "the server used {used:.2} s of CPU in 2 s while out of descriptors (spinning)"
+    );
+    assert!(
+        server.log_text().contains("TCP accept failed; pausing"),
+        "{}",
+        server.log_text()
+    );
     drop(held);
 }
 
