@@ -6,7 +6,8 @@ and hard, as systemd's default soft limit), two HTTP health checks against
 endpoints this script serves, and one alias. Then opens 1,100 TCP connections
 to its DNS port - a third idle, a third slowloris (one byte of a query every
 second), a third keep-alive (a whole query every two seconds) - and holds them
-for HOLD seconds while it measures:
+for HOLD seconds (each reopened as soon as the server closes it) while it
+measures:
 
 - the alias's answer over UDP every 10 ms (latency p50/p99/max, and any
   answer other than the expected one),
@@ -186,19 +187,53 @@ def open_fds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
-def phase(name, port, admin, proc, sources, pdx=None, flip_at=None):
-    held, reset = [], 0
-    for i, src in enumerate(sources):
+class Conn:
+    """One attacking connection slot: reopened whenever the server closes it."""
+
+    def __init__(self, src, kind):
+        self.src, self.kind, self.sock, self.sent = src, kind, None, 0
+
+    def open(self, port):
         s = socket.socket()
-        s.settimeout(2)
+        s.setblocking(False)
         try:
-            s.bind((src, 0))
-            s.connect(("127.0.0.1", port))
-            s.setblocking(False)
-            held.append((s, i % 3))
+            s.bind((self.src, 0))
+            s.connect_ex(("127.0.0.1", port))
         except OSError:
-            reset += 1
             s.close()
+            return False
+        self.sock, self.sent = s, 0
+        return True
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+        self.sock = None
+
+    def drive(self, rnd):
+        """One round: idle (0) only checks it is open, slowloris (1) sends
+        one byte of a 256-byte message, keep-alive (2) reads its answers
+        and sends a whole query every other round."""
+        try:
+            try:
+                while True:
+                    data = self.sock.recv(4096)
+                    if not data:
+                        return self.close()
+            except BlockingIOError:
+                pass
+            if self.kind == 1:
+                self.sock.send(b"\x01" if self.sent == 0 else b"\x00")
+                self.sent += 1
+            elif self.kind == 2 and rnd % 2 == 0:
+                self.sock.send(FRAMED)
+        except OSError:
+            self.close()
+
+
+def phase(name, port, admin, proc, sources, pdx=None, flip_at=None):
+    held = [Conn(src, i % 3) for i, src in enumerate(sources)]
+    opened = sum(c.open(port) for c in held)
     cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
     # UDP is measured from its own process, so this one's work (and GIL)
     # does not count as server latency.
@@ -207,29 +242,23 @@ def phase(name, port, admin, proc, sources, pdx=None, flip_at=None):
     udp = multiprocessing.Process(target=udp_loop, args=(port, stop, sender))
     udp.start()
     tcp_ok = tcp_total = admin_ok = admin_total = 0
-    tcp_times, fds = [], []
+    tcp_times, fds, tcp_failed = [], [], []
     rnd, flipped, moved_at, persisted = 0, False, None, None
     while time.monotonic() - t0 < HOLD:
         rnd += 1
-        for s, kind in held:
-            try:
-                if kind == 1:
-                    s.send(b"\x01" if rnd == 1 else b"\x00")
-                elif kind == 2:
-                    try:
-                        while s.recv(4096):
-                            pass
-                    except BlockingIOError:
-                        pass
-                    if rnd % 2 == 0:
-                        s.send(FRAMED)
-            except OSError:
-                pass
+        for c in held:
+            if c.sock is None:
+                opened += c.open(port)
+            else:
+                c.drive(rnd)
         if rnd % 2 == 0:
             got, took = tcp_txt(port, "127.0.0.2")
             tcp_total += 1
             tcp_times.append(took)
-            tcp_ok += got == "PDX1" or (flipped and got == "IAD2")
+            good = got == "PDX1" or (flipped and got == "IAD2")
+            tcp_ok += good
+            if not good:
+                tcp_failed.append("%.0f s: %s after %.1f ms" % (time.monotonic() - t0, got, took * 1000))
             code, _ = http_get(admin, "/healthz")
             admin_total += 1
             admin_ok += code == 200
@@ -264,17 +293,19 @@ def phase(name, port, admin, proc, sources, pdx=None, flip_at=None):
         except OSError as e:
             persisted = str(e)
         persisted = (served, str(served) in persisted)
-    for s, _ in held:
-        s.close()
+    for c in held:
+        c.close()
     lat.sort()
     pct = lambda p: lat[min(len(lat) - 1, int(len(lat) * p))] * 1000
     def metric(prefix):
         return sum(float(l.rsplit(" ", 1)[1]) for l in metrics.splitlines() if l.startswith(prefix))
-    print(f"== {name}: {len(held) + reset} connections opened ({reset} reset before use), held {elapsed:.0f} s")
+    print(f"== {name}: {len(held)} connections kept open for {elapsed:.0f} s, "
+          f"reopened as soon as closed: {opened} connects in all")
     print(f"   UDP: {len(lat)} answers, {lost} lost, {len(wrong)} unexpected answers; "
           f"latency p50 {pct(0.5):.2f} ms, p99 {pct(0.99):.2f} ms, max {lat[-1] * 1000:.2f} ms")
     print(f"   new TCP client from 127.0.0.2: {tcp_ok}/{tcp_total} served, "
-          f"median {statistics.median(tcp_times) * 1000:.1f} ms, max {max(tcp_times) * 1000:.1f} ms")
+          f"median {statistics.median(tcp_times) * 1000:.1f} ms, max {max(tcp_times) * 1000:.1f} ms"
+          + ("; not served: " + ", ".join(tcp_failed) if tcp_failed else ""))
     print(f"   admin /healthz: {admin_ok}/{admin_total} answered 200")
     print(f"   server: CPU {cpu:.2f} s in {elapsed:.0f} s ({100 * cpu / elapsed:.1f} %), "
           f"open fds max {max(fds)} of 1024, TCP connections now {metric('txtfailover_tcp_connections '):.0f}")

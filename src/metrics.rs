@@ -50,7 +50,7 @@ pub enum TcpDrop {
     WriteTimeout,
     /// A response (QR=1) or a message too short for a header.
     Malformed,
-    /// Idle for a second while the total cap was reached: closed to make
+    /// Idle for 250 ms while the total cap was reached: closed to make
     /// room for a new connection.
     Pressure,
 }

@@ -46,7 +46,7 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 /// At the total cap, connections that have waited this long for their next
 /// query are closed to make room (RFC 7766 §6.2.3: a busy server may close
 /// idle connections; Unbound shortens its idle timeout the same way).
-const PRESSURE_IDLE: Duration = Duration::from_secs(1);
+const PRESSURE_IDLE: Duration = Duration::from_millis(250);
 /// How long a new connection at the total cap waits for that room.
 const PRESSURE_WAIT: Duration = Duration::from_millis(100);
 /// Connections waiting for room at once; beyond, refused at once.
@@ -182,7 +182,13 @@ impl TcpFront {
                     continue;
                 }
             };
-            match self.admit(peer.ip()) {
+            // While some wait for room, newcomers queue behind them.
+            let admitted = if self.waiting.load(Ordering::Relaxed) > 0 {
+                Err(TcpDrop::TotalCap)
+            } else {
+                self.admit(peer.ip())
+            };
+            match admitted {
                 Ok(slot) => self.serve(stream, peer, slot),
                 Err(TcpDrop::TotalCap) if self.try_wait_slot() => {
                     // Waits off the accept loop, holding one of the few
@@ -246,15 +252,15 @@ impl TcpFront {
     async fn admit_under_pressure(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, TcpDrop> {
         let deadline = Instant::now() + PRESSURE_WAIT;
         loop {
+            match self.admit(ip) {
+                Err(TcpDrop::TotalCap) if Instant::now() < deadline => {}
+                other => return other,
+            }
             self.signal_pressure();
             tokio::select! {
                 () = self.freed.notified() => {}
-                () = tokio::time::sleep_until(deadline) => return self.admit(ip),
+                () = tokio::time::sleep_until(deadline) => {}
                 () = self.stop.cancelled() => return Err(TcpDrop::TotalCap),
-            }
-            match self.admit(ip) {
-                Err(TcpDrop::TotalCap) => {}
-                other => return other,
             }
         }
     }
