@@ -50,7 +50,7 @@ pub enum TcpDrop {
     WriteTimeout,
     /// A response (QR=1) or a message too short for a header.
     Malformed,
-    /// Idle for 250 ms while the total cap was reached: closed to make
+    /// The connection idle longest when a new one came at the total cap: closed to make
     /// room for a new connection.
     Pressure,
 }
@@ -182,7 +182,7 @@ impl Metrics {
         let dropped: Family<Labels, Counter> = Family::default();
         registry.register(
             "tcp_connections_dropped",
-            "DNS TCP connections refused at a cap (total_cap, source_cap) or closed by us (idle_timeout, lifetime, query_cap, write_timeout, malformed, pressure: idle while at the total cap)",
+            "DNS TCP connections refused at a cap (total_cap, source_cap) or closed by us (idle_timeout, lifetime, query_cap, write_timeout, malformed, pressure: idle longest when a new one came at the total cap)",
             dropped.clone(),
         );
         let tcp_dropped = TcpDrop::ALL

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,16 +43,11 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// At most one log line per kind of event in this period; the next one
 /// says how many were left out.
 const LOG_EVERY: Duration = Duration::from_secs(10);
-/// At the total cap, connections that have waited this long for their next
-/// query are closed to make room (RFC 7766 §6.2.3: a busy server may close
-/// idle connections; Unbound shortens its idle timeout the same way).
-const PRESSURE_IDLE: Duration = Duration::from_millis(250);
-/// How long a new connection at the total cap waits for that room.
-const PRESSURE_WAIT: Duration = Duration::from_millis(100);
-/// Connections waiting for room at once; beyond, refused at once.
-const MAX_WAITING: usize = 16;
-/// Idle connections are asked to make room at most this often.
-const PRESSURE_EVERY: Duration = Duration::from_millis(50);
+/// Connections told to make room but not closed yet; each holds a
+/// descriptor from the reserve, so they are few.
+const MAX_EVICTING: usize = 64;
+/// `ConnState::idle_since` while a connection is answering.
+const BUSY: u64 = u64::MAX;
 
 /// The TCP front shared by every listener: counts, the snapshot, metrics,
 /// and the shutdown signal.
@@ -67,13 +62,6 @@ pub struct TcpFront {
     tasks: TaskTracker,
     refused_log: LogGate,
     accept_log: LogGate,
-    /// Wakes connections waiting for a query: the total cap is reached.
-    pressure: tokio::sync::Notify,
-    /// Wakes a connection waiting for room: another one closed.
-    freed: tokio::sync::Notify,
-    waiting: AtomicUsize,
-    /// Milliseconds after `epoch` of the last pressure signal.
-    last_pressure: AtomicU64,
     epoch: Instant,
 }
 
@@ -81,6 +69,20 @@ pub struct TcpFront {
 struct Counts {
     total: usize,
     per_source: HashMap<IpAddr, usize>,
+    /// Every open connection, for choosing one to make room.
+    conns: HashMap<u64, Arc<ConnState>>,
+    next_id: u64,
+    /// Connections told to make room that have not closed yet.
+    evicting: usize,
+}
+
+/// What the accept side sees of one connection.
+struct ConnState {
+    /// Milliseconds after `TcpFront::epoch` since it waits for a query
+    /// (partial queries included), or `BUSY` while it answers.
+    idle_since: AtomicU64,
+    /// Cancelled to close it and make room for a new connection.
+    evict: CancellationToken,
 }
 
 /// The key a source is counted under: an IPv4 address, or an IPv6 /64
@@ -99,6 +101,8 @@ fn source_key(ip: IpAddr) -> IpAddr {
 struct Slot {
     front: Arc<TcpFront>,
     key: IpAddr,
+    id: u64,
+    state: Arc<ConnState>,
 }
 
 impl Drop for Slot {
@@ -111,9 +115,12 @@ impl Drop for Slot {
                 open.per_source.remove(&self.key);
             }
         }
+        open.conns.remove(&self.id);
+        if self.state.evict.is_cancelled() {
+            open.evicting = open.evicting.saturating_sub(1);
+        }
         drop(open);
         self.front.metrics.tcp_open(-1);
-        self.front.freed.notify_one();
     }
 }
 
@@ -128,10 +135,6 @@ impl TcpFront {
             tasks: TaskTracker::new(),
             refused_log: LogGate::default(),
             accept_log: LogGate::default(),
-            pressure: tokio::sync::Notify::new(),
-            freed: tokio::sync::Notify::new(),
-            waiting: AtomicUsize::new(0),
-            last_pressure: AtomicU64::new(0),
             epoch: Instant::now(),
         })
     }
@@ -141,24 +144,59 @@ impl TcpFront {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A place for a new connection from `ip`, or which cap refuses it.
+    /// Milliseconds since `epoch`, for `ConnState::idle_since`.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(BUSY - 1)
+    }
+
+    /// A place for a new connection from `ip`, or which cap refuses it. At
+    /// the total cap, the connection that has waited longest for its next
+    /// query is told to close and the new one takes its place (RFC 7766
+    /// §6.2.3: a busy server may close idle connections; Unbound shortens
+    /// its idle timeout under load the same way). Connections answering are
+    /// never chosen.
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, TcpDrop> {
         let key = source_key(ip);
+        let now = self.now_ms();
         let mut open = self.counts();
-        if open.total >= self.limits.max_connections {
-            return Err(TcpDrop::TotalCap);
-        }
         let from_source = open.per_source.get(&key).copied().unwrap_or(0);
         if from_source >= self.limits.max_per_source {
             return Err(TcpDrop::SourceCap);
         }
+        if open.total.saturating_sub(open.evicting) >= self.limits.max_connections {
+            if open.evicting >= MAX_EVICTING {
+                return Err(TcpDrop::TotalCap);
+            }
+            let victim = open
+                .conns
+                .values()
+                .filter(|c| !c.evict.is_cancelled())
+                .map(|c| (c.idle_since.load(Ordering::Relaxed), c))
+                .filter(|(since, _)| *since != BUSY)
+                .min_by_key(|(since, _)| *since)
+                .map(|(_, c)| c.clone());
+            let Some(victim) = victim else {
+                return Err(TcpDrop::TotalCap);
+            };
+            victim.evict.cancel();
+            open.evicting = open.evicting.saturating_add(1);
+        }
         open.total = open.total.saturating_add(1);
         open.per_source.insert(key, from_source.saturating_add(1));
+        let id = open.next_id;
+        open.next_id = id.wrapping_add(1);
+        let state = Arc::new(ConnState {
+            idle_since: AtomicU64::new(now),
+            evict: CancellationToken::new(),
+        });
+        open.conns.insert(id, state.clone());
         drop(open);
         self.metrics.tcp_open(1);
         Ok(Slot {
             front: self.clone(),
             key,
+            id,
+            state,
         })
     }
 
@@ -182,45 +220,17 @@ impl TcpFront {
                     continue;
                 }
             };
-            // While some wait for room, newcomers queue behind them.
-            let admitted = if self.waiting.load(Ordering::Relaxed) > 0 {
-                Err(TcpDrop::TotalCap)
-            } else {
-                self.admit(peer.ip())
-            };
-            match admitted {
+            match self.admit(peer.ip()) {
                 Ok(slot) => self.serve(stream, peer, slot),
-                Err(TcpDrop::TotalCap) if self.try_wait_slot() => {
-                    // Waits off the accept loop, holding one of the few
-                    // descriptors `MAX_WAITING` allows.
-                    let front = self.clone();
-                    self.tasks.spawn(async move {
-                        let admitted = front.admit_under_pressure(peer.ip()).await;
-                        front.waiting.fetch_sub(1, Ordering::Relaxed);
-                        match admitted {
-                            Ok(slot) => front.serve(stream, peer, slot),
-                            Err(reason) => front.refuse(stream, peer, reason),
-                        }
-                    });
-                }
                 Err(reason) => self.refuse(stream, peer, reason),
             }
         }
     }
 
-    /// A place among the connections waiting for room at the total cap.
-    fn try_wait_slot(&self) -> bool {
-        self.waiting
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < MAX_WAITING).then_some(n + 1)
-            })
-            .is_ok()
-    }
-
     fn serve(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr, slot: Slot) {
         let front = self.clone();
         self.tasks.spawn(async move {
-            let reason = front.connection(stream, peer).await;
+            let reason = front.connection(stream, peer, &slot.state).await;
             if let Some(reason) = reason {
                 front.metrics.tcp_dropped(reason);
             }
@@ -243,39 +253,6 @@ impl TcpFront {
                 suppressed,
                 "TCP connection refused: at a connection cap"
             );
-        }
-    }
-
-    /// At the total cap: asks connections idle for `PRESSURE_IDLE` to close
-    /// (at most every `PRESSURE_EVERY`), and waits up to `PRESSURE_WAIT`
-    /// for one of them to make room.
-    async fn admit_under_pressure(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, TcpDrop> {
-        let deadline = Instant::now() + PRESSURE_WAIT;
-        loop {
-            match self.admit(ip) {
-                Err(TcpDrop::TotalCap) if Instant::now() < deadline => {}
-                other => return other,
-            }
-            self.signal_pressure();
-            tokio::select! {
-                () = self.freed.notified() => {}
-                () = tokio::time::sleep_until(deadline) => {}
-                () = self.stop.cancelled() => return Err(TcpDrop::TotalCap),
-            }
-        }
-    }
-
-    fn signal_pressure(&self) {
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let every = u64::try_from(PRESSURE_EVERY.as_millis()).unwrap_or(u64::MAX);
-        let last = self.last_pressure.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= every
-            && self
-                .last_pressure
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.pressure.notify_waiters();
         }
     }
 
@@ -309,7 +286,12 @@ impl TcpFront {
 
     /// Serves one connection until it ends; Some(reason) when we closed it
     /// for one of the reasons the metrics count.
-    async fn connection(&self, mut stream: TcpStream, peer: SocketAddr) -> Option<TcpDrop> {
+    async fn connection(
+        &self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        state: &ConnState,
+    ) -> Option<TcpDrop> {
         let _ = stream.set_nodelay(true);
         let limits = self.limits;
         let end_of_life = Instant::now() + limits.max_lifetime;
@@ -326,24 +308,12 @@ impl TcpFront {
             } else {
                 (idle_end, TcpDrop::IdleTimeout)
             };
-            let read = {
-                let pending = read_message(&mut stream, &mut buf);
-                tokio::pin!(pending);
-                loop {
-                    tokio::select! {
-                        r = tokio::time::timeout_at(deadline, &mut pending) => break Some(r),
-                        () = self.stop.cancelled() => break None,
-                        () = self.pressure.notified() => {
-                            if idle_since.elapsed() >= PRESSURE_IDLE {
-                                break None;
-                            }
-                        }
-                    }
-                }
+            let read = tokio::select! {
+                r = tokio::time::timeout_at(deadline, read_message(&mut stream, &mut buf)) => r,
+                () = self.stop.cancelled() => break None,
+                () = state.evict.cancelled() => break Some(TcpDrop::Pressure),
             };
-            let Some(read) = read else {
-                break (!self.stop.is_cancelled()).then_some(TcpDrop::Pressure);
-            };
+            state.idle_since.store(BUSY, Ordering::Relaxed);
             match read {
                 Err(_) => break Some(late),
                 Ok(Err(_)) | Ok(Ok(false)) => break None,
@@ -366,9 +336,13 @@ impl TcpFront {
                 }
             }
             idle_since = Instant::now();
+            state.idle_since.store(self.now_ms(), Ordering::Relaxed);
         };
-        // Best effort: a FIN after the last answer.
-        let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+        // Best effort: a FIN after the last answer. One making room goes at
+        // once (dropping the stream closes it too).
+        if reason != Some(TcpDrop::Pressure) {
+            let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+        }
         reason
     }
 
