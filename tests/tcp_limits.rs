@@ -270,13 +270,16 @@ fn held_connections_cost_no_answer() {
         ) >= 84.0,
         "{metrics}"
     );
-    assert!(
-        metric(
-            &metrics,
-            "txtfailover_tcp_connections_dropped_total{reason=\"total_cap\"}"
-        ) >= 1.0,
-        "{metrics}"
+    // 1,016 connections within the per-source caps, 761 places: the rest
+    // were refused, or closed the connection idle longest.
+    let at_total_cap = metric(
+        &metrics,
+        "txtfailover_tcp_connections_dropped_total{reason=\"total_cap\"}",
+    ) + metric(
+        &metrics,
+        "txtfailover_tcp_connections_dropped_total{reason=\"pressure\"}",
     );
+    assert!(at_total_cap >= 255.0, "{metrics}");
     let log = server.log_text();
     assert!(!log.contains("to=Down"), "a check went down:\n{log}");
     assert!(!log.contains("Too many open files"), "{log}");
@@ -300,16 +303,16 @@ fn cpu_seconds(pid: u32) -> f64 {
 #[test]
 fn accept_pauses_when_file_descriptors_run_out() {
     let dir = tempfile::tempdir().unwrap();
-    // 40 descriptors: the cap falls back to 16 connections, and the
+    // 24 descriptors: the cap falls back to 16 connections, and the
     // process runs out of descriptors before that.
-    let server = start_limited(dir.path(), ONE_ALIAS, 40);
+    let server = start_limited(dir.path(), ONE_ALIAS, 24);
     let held: Vec<TcpStream> = (0..30)
         .filter_map(|_| TcpStream::connect(server.addr).ok())
         .collect();
     let pid = server.child.id();
     let fds = || std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
     let deadline = Instant::now() + DEADLINE;
-    while fds() < 30 {
+    while fds() < 22 {
         assert!(Instant::now() < deadline, "{}", server.log_text());
         std::thread::sleep(Duration::from_millis(20));
     }
