@@ -8,6 +8,7 @@ pub mod config;
 pub mod decide;
 pub mod dns;
 pub mod engine;
+pub mod fdlimit;
 pub mod health;
 pub mod loglimit;
 pub mod metrics;

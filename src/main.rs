@@ -105,14 +105,12 @@ fn emit(text: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The hickory crates log per packet (hickory-server two INFO lines per
-    // response; hickory-proto a WARN per unknown algorithm byte of an EDNS
-    // DAU/DHU/N3U option, 275 log bytes per query byte), so a sender could
-    // turn queries into disk writes. Only their errors are shown; our own
-    // packet-driven lines are rate-limited (`packet_log!`).
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new("info,hickory_server=error,hickory_proto=error,hickory_net=error")
-    });
+    // hickory-proto logs per packet (a WARN per unknown algorithm byte of an
+    // EDNS DAU/DHU/N3U option, 275 log bytes per query byte), so a sender
+    // could turn queries into disk writes. Only its errors are shown; our
+    // own packet-driven lines are rate-limited (`packet_log!`).
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,hickory_proto=error,hickory_net=error"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -36,6 +36,58 @@ pub struct Metrics {
     /// Rate-limited UDP responses by class: dropped, then slipped.
     rrl_dropped: Vec<Counter>,
     rrl_slipped: Vec<Counter>,
+    tcp_open: Gauge,
+    /// Indexed by `TcpDrop as usize`.
+    tcp_dropped: Vec<Counter>,
+    tcp_accept_errors: Counter,
+}
+
+/// Why a TCP connection was refused or closed by us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpDrop {
+    /// `tcp_max_connections` were open: accepted and closed at once.
+    TotalCap,
+    /// `tcp_max_per_source` were open from this source.
+    SourceCap,
+    /// No whole query within `tcp_idle_timeout`.
+    IdleTimeout,
+    /// `tcp_max_connection_lifetime` reached.
+    Lifetime,
+    /// `tcp_max_queries_per_connection` answered.
+    QueryCap,
+    /// The peer did not read an answer within `tcp_idle_timeout`.
+    WriteTimeout,
+    /// A response (QR=1) or a message too short for a header.
+    Malformed,
+    /// The connection idle longest when a new one came at the total cap: closed to make
+    /// room for a new connection.
+    Pressure,
+}
+
+impl TcpDrop {
+    const ALL: [TcpDrop; 8] = [
+        TcpDrop::TotalCap,
+        TcpDrop::SourceCap,
+        TcpDrop::IdleTimeout,
+        TcpDrop::Lifetime,
+        TcpDrop::QueryCap,
+        TcpDrop::WriteTimeout,
+        TcpDrop::Malformed,
+        TcpDrop::Pressure,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TcpDrop::TotalCap => "total_cap",
+            TcpDrop::SourceCap => "source_cap",
+            TcpDrop::IdleTimeout => "idle_timeout",
+            TcpDrop::Lifetime => "lifetime",
+            TcpDrop::QueryCap => "query_cap",
+            TcpDrop::WriteTimeout => "write_timeout",
+            TcpDrop::Malformed => "malformed",
+            TcpDrop::Pressure => "pressure",
+        }
+    }
 }
 
 const RCODES: [&str; 16] = [
@@ -163,6 +215,32 @@ impl Metrics {
                 .collect()
         };
         let (rrl_dropped, rrl_slipped) = (rrl_handles("dropped"), rrl_handles("slipped"));
+        let tcp_open = Gauge::default();
+        registry.register(
+            "tcp_connections",
+            "DNS TCP connections open now",
+            tcp_open.clone(),
+        );
+        let dropped: Family<Labels, Counter> = Family::default();
+        registry.register(
+            "tcp_connections_dropped",
+            "DNS TCP connections refused at a cap (total_cap, source_cap) or closed by us (idle_timeout, lifetime, query_cap, write_timeout, malformed, pressure: idle longest when a new one came at the total cap)",
+            dropped.clone(),
+        );
+        let tcp_dropped = TcpDrop::ALL
+            .iter()
+            .map(|r| {
+                dropped
+                    .get_or_create(&vec![("reason", r.label().to_string())])
+                    .clone()
+            })
+            .collect();
+        let tcp_accept_errors = Counter::default();
+        registry.register(
+            "tcp_accept_errors",
+            "Failed accept() calls on DNS TCP listeners (e.g. out of file descriptors)",
+            tcp_accept_errors.clone(),
+        );
         let build: Family<Labels, Gauge> = Family::default();
         registry.register("build_info", "Version of the running binary", build.clone());
         build
@@ -187,6 +265,9 @@ impl Metrics {
             persist_ok,
             rrl_dropped,
             rrl_slipped,
+            tcp_open,
+            tcp_dropped,
+            tcp_accept_errors,
         }
     }
 
@@ -200,6 +281,21 @@ impl Metrics {
         if let Some(c) = counters.get(class as usize) {
             c.inc();
         }
+    }
+
+    /// One more (`delta` 1) or one fewer (-1) TCP connection open.
+    pub fn tcp_open(&self, delta: i64) {
+        self.tcp_open.inc_by(delta);
+    }
+
+    pub fn tcp_dropped(&self, reason: TcpDrop) {
+        if let Some(c) = self.tcp_dropped.get(reason as usize) {
+            c.inc();
+        }
+    }
+
+    pub fn tcp_accept_error(&self) {
+        self.tcp_accept_errors.inc();
     }
 
     pub fn response(&self, tcp: bool, rcode: u8) {

@@ -27,6 +27,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
+    // Before anything opens a file: room for probes and TCP clients alike.
+    let fds = crate::fdlimit::raise();
+    let tcp_limits = tcp_limits(&config, fds.soft);
     let store = StateStore::open(&config.server.state_dir)?;
     // The admin API comes up first so /readyz can say "starting".
     let status: StatusCell = Arc::new(ArcSwap::from_pointee(StatusView::default()));
@@ -83,10 +86,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ),
         None => tracing::warn!("response rate limiting is off ([rrl] responses_per_second = 0)"),
     }
-    let mut server = crate::dns::listen(
+    let tcp_front = crate::dns::listen(
         &config.server.listen,
         config.server.udp_workers,
-        config.server.tcp_idle_timeout,
+        tcp_limits,
         engine.cell(),
         metrics,
         opts,
@@ -110,11 +113,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     });
     ready.store(true, Ordering::Release);
     tracing::info!("ready");
-    let stop_tcp = server.shutdown_token().clone();
-    let mut tcp = tokio::spawn(async move { server.block_until_done().await });
     tokio::select! {
         () = engine.run(rx, commands) => anyhow::bail!("the decision engine stopped"),
-        r = &mut tcp => anyhow::bail!("the TCP server stopped: {r:?}"),
         r = admin => match r {
             Ok(Ok(())) => anyhow::bail!("the admin API stopped"),
             Ok(Err(e)) => Err(e),
@@ -125,14 +125,38 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             // stopping here. TCP stops accepting and finishes what it has;
             // UDP answers take microseconds and end with the process.
             tracing::info!("shutting down");
-            stop_tcp.cancel();
-            match tokio::time::timeout(std::time::Duration::from_secs(5), tcp).await {
+            match tokio::time::timeout(std::time::Duration::from_secs(5), tcp_front.shutdown()).await {
                 Ok(_) => tracing::info!("stopped"),
                 Err(_) => tracing::warn!("TCP connections still open after 5s; stopping anyway"),
             }
             Ok(())
         }
     }
+}
+
+/// The TCP limits from the config, the connection cap derived from the
+/// open-files limit when not set (see `fdlimit`).
+fn tcp_limits(config: &Config, open_files: u64) -> crate::dns::TcpLimits {
+    let s = &config.server;
+    let reserve = crate::fdlimit::reserve(config.checks.len(), s.listen.len(), s.udp_workers);
+    let max_connections = crate::fdlimit::tcp_cap(s.tcp_max_connections, open_files, reserve);
+    let limits = crate::dns::TcpLimits {
+        max_connections,
+        max_per_source: s.tcp_max_per_source.min(max_connections),
+        idle_timeout: s.tcp_idle_timeout,
+        max_queries: s.tcp_max_queries_per_connection,
+        max_lifetime: s.tcp_max_connection_lifetime,
+    };
+    tracing::info!(
+        max_connections,
+        reserve,
+        max_per_source = limits.max_per_source,
+        idle_timeout = ?limits.idle_timeout,
+        max_queries = limits.max_queries,
+        max_lifetime = ?limits.max_lifetime,
+        "TCP limits"
+    );
+    limits
 }
 
 async fn shutdown_signal() {

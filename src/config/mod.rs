@@ -99,7 +99,8 @@ pub struct ServerConfig {
     pub state_dir: PathBuf,
     /// Threads answering UDP on each listen address.
     pub udp_workers: usize,
-    /// A TCP connection idle this long is closed.
+    /// A TCP connection idle this long is closed: from its start or its
+    /// last answer to the end of the next whole query.
     pub tcp_idle_timeout: Duration,
     /// From `cookie_secret_file`; None: a random one at each start.
     pub cookie_secret: Option<CookieSecret>,
@@ -109,7 +110,23 @@ pub struct ServerConfig {
     pub identity: Option<String>,
     /// CH TXT `version.server` / `version.bind`.
     pub version: Option<String>,
+    /// TCP connections open at once; None: derived from the open-files
+    /// limit at start (`fdlimit::tcp_cap`).
+    pub tcp_max_connections: Option<usize>,
+    /// TCP connections open at once from one IPv4 address or IPv6 /64.
+    pub tcp_max_per_source: usize,
+    /// Queries one TCP connection may send before it is closed.
+    pub tcp_max_queries_per_connection: u32,
+    /// No new query is read on a TCP connection older than this.
+    pub tcp_max_connection_lifetime: Duration,
 }
+
+/// `tcp_max_per_source` when not set: RFC 7766 §6.2.2 asks clients for one
+/// connection per server; 16 leaves room for a resolver farm behind one
+/// address while one address holds at most 16 of the connections.
+pub const DEFAULT_TCP_MAX_PER_SOURCE: usize = 16;
+/// Largest value accepted for the TCP connection caps.
+const TCP_MAX_CONNECTIONS_LIMIT: i64 = 1 << 20;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckSpec {
@@ -490,10 +507,35 @@ impl Validator<'_> {
             listen,
             state_dir: self.resolve_path(raw.state_dir.as_ref().map_or("state", |s| s.get_ref())),
             udp_workers,
-            tcp_idle_timeout: self.duration(
+            tcp_idle_timeout: self.bounded_duration(
                 "tcp_idle_timeout",
                 raw.tcp_idle_timeout.as_ref(),
                 Duration::from_secs(10),
+                (Duration::from_millis(100), Duration::from_secs(3600)),
+            ),
+            tcp_max_connections: self
+                .tcp_count(
+                    "tcp_max_connections",
+                    raw.tcp_max_connections.as_ref(),
+                    TCP_MAX_CONNECTIONS_LIMIT,
+                    "leave it out to derive it from the open-files limit",
+                )
+                .and_then(|n| usize::try_from(n).ok()),
+            tcp_max_per_source: self.tcp_per_source(raw),
+            tcp_max_queries_per_connection: self
+                .tcp_count(
+                    "tcp_max_queries_per_connection",
+                    raw.tcp_max_queries_per_connection.as_ref(),
+                    1_000_000,
+                    "the default is 1000",
+                )
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(1000),
+            tcp_max_connection_lifetime: self.bounded_duration(
+                "tcp_max_connection_lifetime",
+                raw.tcp_max_connection_lifetime.as_ref(),
+                Duration::from_secs(120),
+                (Duration::from_secs(1), Duration::from_secs(86_400)),
             ),
             cookie_secret: raw
                 .cookie_secret_file
@@ -627,6 +669,82 @@ impl Validator<'_> {
             ) as u8,
             exempt,
         }
+    }
+
+    /// A duration within `[min, max]`; outside, reported with the bounds.
+    fn bounded_duration(
+        &mut self,
+        field: &str,
+        value: Option<&Spanned<String>>,
+        default: Duration,
+        (min, max): (Duration, Duration),
+    ) -> Duration {
+        let d = self.duration(field, value, default);
+        match value {
+            Some(v) if d < min || d > max => {
+                self.err(
+                    &v.span(),
+                    format!(
+                        "`{field}` must be between {} and {}, not {}",
+                        humantime::format_duration(min),
+                        humantime::format_duration(max),
+                        v.get_ref()
+                    ),
+                    format!("the default is {}", humantime::format_duration(default)),
+                );
+                default
+            }
+            _ => d,
+        }
+    }
+
+    /// A count between 1 and `max`, or None when absent or reported.
+    fn tcp_count(
+        &mut self,
+        field: &str,
+        value: Option<&Spanned<i64>>,
+        max: i64,
+        hint: &str,
+    ) -> Option<i64> {
+        let v = value?;
+        if (1..=max).contains(v.get_ref()) {
+            return Some(*v.get_ref());
+        }
+        self.err(
+            &v.span(),
+            format!("`{field}` must be between 1 and {max}, not {}", v.get_ref()),
+            hint,
+        );
+        None
+    }
+
+    /// `tcp_max_per_source`: no more than `tcp_max_connections` when both
+    /// are given.
+    fn tcp_per_source(&mut self, raw: &RawServer) -> usize {
+        let Some(v) = raw.tcp_max_per_source.as_ref() else {
+            return DEFAULT_TCP_MAX_PER_SOURCE;
+        };
+        let Some(n) = self.tcp_count(
+            "tcp_max_per_source",
+            Some(v),
+            TCP_MAX_CONNECTIONS_LIMIT,
+            "the default is 16",
+        ) else {
+            return DEFAULT_TCP_MAX_PER_SOURCE;
+        };
+        if let Some(total) = raw.tcp_max_connections.as_ref()
+            && (1..n).contains(total.get_ref())
+        {
+            self.err(
+                &v.span(),
+                format!(
+                    "`tcp_max_per_source` ({n}) is larger than `tcp_max_connections` ({})",
+                    total.get_ref()
+                ),
+                "lower tcp_max_per_source, or raise tcp_max_connections",
+            );
+        }
+        usize::try_from(n).unwrap_or(DEFAULT_TCP_MAX_PER_SOURCE)
     }
 
     fn admin(

@@ -67,6 +67,10 @@ pub struct RawServer {
     pub state_dir: Option<Spanned<String>>,
     pub udp_workers: Option<Spanned<usize>>,
     pub tcp_idle_timeout: Option<Spanned<String>>,
+    pub tcp_max_connections: Option<Spanned<i64>>,
+    pub tcp_max_per_source: Option<Spanned<i64>>,
+    pub tcp_max_queries_per_connection: Option<Spanned<i64>>,
+    pub tcp_max_connection_lifetime: Option<Spanned<String>>,
     /// 16 bytes in hex: the DNS cookie secret, shared by a server group.
     pub cookie_secret_file: Option<Spanned<String>>,
     pub nsid: Option<Spanned<String>>,

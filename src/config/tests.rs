@@ -651,3 +651,59 @@ fn cookie_secret_file_holds_sixteen_bytes_in_hex() {
         );
     }
 }
+
+#[test]
+fn tcp_limits_have_defaults_and_bounds() {
+    let one = alias("{ region = \"r1\", connection_id = \"ABC\" }");
+    let c = run(&one).unwrap();
+    assert_eq!(c.server.tcp_idle_timeout, Duration::from_secs(10));
+    assert_eq!(c.server.tcp_max_connections, None);
+    assert_eq!(c.server.tcp_max_per_source, 16);
+    assert_eq!(c.server.tcp_max_queries_per_connection, 1000);
+    assert_eq!(
+        c.server.tcp_max_connection_lifetime,
+        Duration::from_secs(120)
+    );
+    let c = run(&format!(
+        "[server]\ntcp_max_connections = 100\ntcp_max_per_source = 4\n\
+         tcp_max_queries_per_connection = 7\ntcp_max_connection_lifetime = \"30s\"\n{one}"
+    ))
+    .unwrap();
+    assert_eq!(c.server.tcp_max_connections, Some(100));
+    assert_eq!(c.server.tcp_max_per_source, 4);
+    assert_eq!(c.server.tcp_max_queries_per_connection, 7);
+    assert_eq!(
+        c.server.tcp_max_connection_lifetime,
+        Duration::from_secs(30)
+    );
+    fails(
+        "[server]\ntcp_max_connections = 0\n",
+        "`tcp_max_connections` must be between 1 and 1048576",
+        5,
+    );
+    fails(
+        "[server]\ntcp_max_per_source = -3\n",
+        "`tcp_max_per_source` must be between 1",
+        5,
+    );
+    fails(
+        "[server]\ntcp_max_connections = 10\ntcp_max_per_source = 20\n",
+        "larger than `tcp_max_connections`",
+        6,
+    );
+    fails(
+        "[server]\ntcp_max_queries_per_connection = 2000000\n",
+        "`tcp_max_queries_per_connection` must be between 1 and 1000000",
+        5,
+    );
+    fails(
+        "[server]\ntcp_max_connection_lifetime = \"500ms\"\n",
+        "`tcp_max_connection_lifetime` must be between 1s and 1day",
+        5,
+    );
+    fails(
+        "[server]\ntcp_idle_timeout = \"580000000000y\"\n",
+        "`tcp_idle_timeout`",
+        5,
+    );
+}

@@ -1,5 +1,6 @@
 //! The DNS front: UDP answered by our own receive loops (fast path first),
-//! TCP served by hickory-server with the same semantics from [`answer`].
+//! TCP by our own accept loop and connections (capped, with timeouts), with
+//! the same semantics from [`answer`].
 //! Both only read the published snapshot: one atomic load per query, no locks,
 //! no awaiting anything shared.
 
@@ -25,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::snapshot::SnapshotCell;
 use options::ServerOptions;
 use rrl::Limiter;
-pub use tcp::TcpHandler;
+pub use tcp::{TcpFront, TcpLimits};
 pub use udp::spawn_udp;
 
 /// A socket bound the way a server wants: address reuse for quick restarts,
@@ -47,18 +48,18 @@ fn bind(addr: SocketAddr, ty: Type) -> anyhow::Result<Socket> {
     Ok(socket)
 }
 
-/// Starts UDP and TCP on every listen address. Returns once all are bound.
+/// Starts UDP and TCP on every listen address. Returns once all are bound,
+/// with the TCP front to shut down gracefully.
 pub async fn listen(
     addrs: &[SocketAddr],
     udp_workers: usize,
-    tcp_idle_timeout: std::time::Duration,
+    tcp: TcpLimits,
     cell: SnapshotCell,
     metrics: Arc<Metrics>,
     opts: Arc<ServerOptions>,
     rrl: Option<Arc<Limiter>>,
-) -> anyhow::Result<hickory_server::Server<TcpHandler>> {
-    let mut server =
-        hickory_server::Server::new(TcpHandler::new(cell.clone(), metrics.clone(), opts.clone()));
+) -> anyhow::Result<Arc<TcpFront>> {
+    let front = TcpFront::new(tcp, cell.clone(), metrics.clone(), opts.clone());
     for &addr in addrs {
         spawn_udp(
             bind(addr, Type::DGRAM)?,
@@ -72,11 +73,8 @@ pub async fn listen(
         tcp.listen(1024)?;
         tcp.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(std::net::TcpListener::from(tcp))?;
-        // Responses queued per connection. hickory writes them only between
-        // requests, so this bounds a zone transfer: 1024 messages of up to
-        // 32 KiB each.
-        server.register_listener(listener, tcp_idle_timeout, request::TCP_QUEUE);
+        front.spawn_listener(listener);
         tracing::info!(%addr, "answering DNS over UDP and TCP");
     }
-    Ok(server)
+    Ok(front)
 }

@@ -22,9 +22,6 @@ use crate::xfr::tsig::{self, Auth, Signer};
 const TSIG_ROOM: usize = 128;
 /// Transfer messages are filled up to about this size (TCP allows 64 KiB).
 const CHUNK: usize = 32 * 1024;
-/// Messages one TCP response may queue: hickory-server writes a connection's
-/// queue only between requests, so this bounds the size of a transfer.
-pub const TCP_QUEUE: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {

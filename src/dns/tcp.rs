@@ -1,137 +1,390 @@
-//! TCP through hickory-server: it owns connections, framing and idle
-//! timeouts; we supply the answers, from the same code as UDP. A zone
-//! transfer is several messages sent in order on the connection, each
-//! TSIG-signed over the previous one when the request was signed.
+//! DNS over TCP, our own accept loop and connections: caps in total and per
+//! source, an idle timeout from the start or the last answer to the next
+//! whole query, a lifetime and a query cap per connection, write timeouts,
+//! and an accept loop that backs off when file descriptors run out. Answers
+//! come from [`request::handle`], as for UDP; a zone transfer is several
+//! messages sent in order, each TSIG-signed over the previous one when the
+//! request was signed.
 
-use hickory_proto::op::{Header, HeaderCounts, Message, ResponseCode};
-use hickory_proto::serialize::binary::BinEncoder;
-use hickory_server::net::runtime::Time;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, ResponseCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::answer;
 use super::options::ServerOptions;
 use super::request::{self, Peer, Reply, Transport};
-use std::sync::Arc;
-
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TcpDrop};
 use crate::snapshot::SnapshotCell;
-use crate::xfr::tsig::Signer;
+use crate::xfr::tsig;
 
-pub struct TcpHandler {
+/// The limits every connection obeys (see `[server]` in the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLimits {
+    pub max_connections: usize,
+    pub max_per_source: usize,
+    pub idle_timeout: Duration,
+    pub max_queries: u32,
+    pub max_lifetime: Duration,
+}
+
+/// How long the accept loop pauses when accept() fails for want of
+/// resources (EMFILE, ENFILE, ENOBUFS, ENOMEM): long enough not to spin,
+/// short enough that clients barely notice once descriptors free up.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// At most one log line per kind of event in this period; the next one
+/// says how many were left out.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+/// Connections told to make room but not closed yet; each holds a
+/// descriptor from the reserve, so they are few.
+const MAX_EVICTING: usize = 64;
+/// `ConnState::idle_since` while a connection is answering.
+const BUSY: u64 = u64::MAX;
+
+/// The TCP front shared by every listener: counts, the snapshot, metrics,
+/// and the shutdown signal.
+pub struct TcpFront {
+    limits: TcpLimits,
     cell: SnapshotCell,
     metrics: Arc<Metrics>,
     opts: Arc<ServerOptions>,
+    /// Open connections in total and per source; touched only at accept
+    /// and close, never while answering.
+    open: Mutex<Counts>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+    refused_log: LogGate,
+    accept_log: LogGate,
+    epoch: Instant,
 }
 
-impl TcpHandler {
-    pub fn new(cell: SnapshotCell, metrics: Arc<Metrics>, opts: Arc<ServerOptions>) -> Self {
-        TcpHandler {
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    per_source: HashMap<IpAddr, usize>,
+    /// Every open connection, for choosing one to make room.
+    conns: HashMap<u64, Arc<ConnState>>,
+    next_id: u64,
+    /// Connections told to make room that have not closed yet.
+    evicting: usize,
+}
+
+/// What the accept side sees of one connection.
+struct ConnState {
+    /// Milliseconds after `TcpFront::epoch` since it waits for a query
+    /// (partial queries included), or `BUSY` while it answers.
+    idle_since: AtomicU64,
+    /// Cancelled to close it and make room for a new connection.
+    evict: CancellationToken,
+}
+
+/// The key a source is counted under: an IPv4 address, or an IPv6 /64
+/// (one host usually holds a whole /64).
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(a) => {
+            let s = a.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+    }
+}
+
+/// Holds one connection's place in the counts; gives it back when dropped.
+struct Slot {
+    front: Arc<TcpFront>,
+    key: IpAddr,
+    id: u64,
+    state: Arc<ConnState>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.front.counts();
+        open.total = open.total.saturating_sub(1);
+        if let Some(n) = open.per_source.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.per_source.remove(&self.key);
+            }
+        }
+        open.conns.remove(&self.id);
+        if self.state.evict.is_cancelled() {
+            open.evicting = open.evicting.saturating_sub(1);
+        }
+        drop(open);
+        self.front.metrics.tcp_open(-1);
+    }
+}
+
+impl TcpFront {
+    pub fn new(
+        limits: TcpLimits,
+        cell: SnapshotCell,
+        metrics: Arc<Metrics>,
+        opts: Arc<ServerOptions>,
+    ) -> Arc<TcpFront> {
+        Arc::new(TcpFront {
+            opts,
+            limits,
             cell,
             metrics,
-            opts,
+            open: Mutex::new(Counts::default()),
+            stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            refused_log: LogGate::default(),
+            accept_log: LogGate::default(),
+            epoch: Instant::now(),
+        })
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        // A panic elsewhere while holding it leaves plain integers behind.
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Milliseconds since `epoch`, for `ConnState::idle_since`.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(BUSY - 1)
+    }
+
+    /// A place for a new connection from `ip`, or which cap refuses it. At
+    /// the total cap, the connection that has waited longest for its next
+    /// query is told to close and the new one takes its place (RFC 7766
+    /// §6.2.3: a busy server may close idle connections; Unbound shortens
+    /// its idle timeout under load the same way). Connections answering are
+    /// never chosen.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, TcpDrop> {
+        let key = source_key(ip);
+        let now = self.now_ms();
+        let mut open = self.counts();
+        let from_source = open.per_source.get(&key).copied().unwrap_or(0);
+        if from_source >= self.limits.max_per_source {
+            return Err(TcpDrop::SourceCap);
         }
-    }
-}
-
-/// hickory's response for `message`, to `request`.
-fn build<'q, 'a>(
-    request: &'q Request,
-    message: &'a Message,
-) -> MessageResponse<
-    'q,
-    'a,
-    impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
-    impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
-    impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
-    impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
->
-where
-    'a: 'q,
-{
-    let mut builder = MessageResponseBuilder::from_message_request(request);
-    if let Some(edns) = &message.edns {
-        builder.edns(edns);
-    }
-    builder.build(
-        message.metadata,
-        message.answers.iter(),
-        message.authorities.iter(),
-        std::iter::empty(),
-        message.additionals.iter(),
-    )
-}
-
-/// Sends one message, with a TSIG computed over exactly the bytes hickory
-/// will send (the same response encoded once more without the TSIG).
-async fn send<R: ResponseHandler>(
-    handle: &mut R,
-    request: &Request,
-    message: &Message,
-    signer: Option<&mut Signer>,
-) -> Option<ResponseInfo> {
-    let mut response = build(request, message);
-    if let Some(signer) = signer {
-        let mut unsigned = Vec::with_capacity(4096);
-        let mut encoder = BinEncoder::new(&mut unsigned);
-        build(request, message)
-            .destructive_emit(&mut encoder)
-            .ok()?;
-        response.set_signature(signer.sign(&unsigned, crate::state::unix_now()));
-    }
-    match handle.send_response(response).await {
-        Ok(info) => Some(info),
-        Err(e) => {
-            tracing::debug!(error = %e, "tcp send failed");
-            None
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl RequestHandler for TcpHandler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut response_handle: R,
-    ) -> ResponseInfo {
-        let not_sent = || {
-            ResponseInfo::from(Header {
-                metadata: request.metadata,
-                counts: HeaderCounts::default(),
-            })
-        };
-        let message = match Message::from_vec(request.as_slice()) {
-            Ok(m) => m,
-            Err(_) if request.metadata.message_type == hickory_proto::op::MessageType::Query => {
-                let builder = MessageResponseBuilder::from_message_request(request);
-                let msg = builder.error_msg(&request.metadata, ResponseCode::FormErr);
-                return response_handle
-                    .send_response(msg)
-                    .await
-                    .unwrap_or_else(|_| not_sent());
+        if open.total.saturating_sub(open.evicting) >= self.limits.max_connections {
+            if open.evicting >= MAX_EVICTING {
+                return Err(TcpDrop::TotalCap);
             }
-            Err(_) => return not_sent(),
+            let victim = open
+                .conns
+                .values()
+                .filter(|c| !c.evict.is_cancelled())
+                .map(|c| (c.idle_since.load(Ordering::Relaxed), c))
+                .filter(|(since, _)| *since != BUSY)
+                .min_by_key(|(since, _)| *since)
+                .map(|(_, c)| c.clone());
+            let Some(victim) = victim else {
+                return Err(TcpDrop::TotalCap);
+            };
+            victim.evict.cancel();
+            open.evicting = open.evicting.saturating_add(1);
+        }
+        open.total = open.total.saturating_add(1);
+        open.per_source.insert(key, from_source.saturating_add(1));
+        let id = open.next_id;
+        open.next_id = id.wrapping_add(1);
+        let state = Arc::new(ConnState {
+            idle_since: AtomicU64::new(now),
+            evict: CancellationToken::new(),
+        });
+        open.conns.insert(id, state.clone());
+        drop(open);
+        self.metrics.tcp_open(1);
+        Ok(Slot {
+            front: self.clone(),
+            key,
+            id,
+            state,
+        })
+    }
+
+    /// Serves `listener` until [`TcpFront::shutdown`].
+    pub fn spawn_listener(self: &Arc<Self>, listener: TcpListener) {
+        let front = self.clone();
+        self.tasks
+            .spawn(async move { front.accept_loop(listener).await });
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                () = self.stop.cancelled() => return,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    self.accept_failed(&e).await;
+                    continue;
+                }
+            };
+            match self.admit(peer.ip()) {
+                Ok(slot) => self.serve(stream, peer, slot),
+                Err(reason) => self.refuse(stream, peer, reason),
+            }
+        }
+    }
+
+    fn serve(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr, slot: Slot) {
+        let front = self.clone();
+        self.tasks.spawn(async move {
+            let reason = front.connection(stream, peer, &slot.state).await;
+            if let Some(reason) = reason {
+                front.metrics.tcp_dropped(reason);
+            }
+            drop(slot);
+        });
+    }
+
+    /// Closes a connection no cap has room for, at once.
+    fn refuse(&self, stream: TcpStream, peer: SocketAddr, reason: TcpDrop) {
+        self.metrics.tcp_dropped(reason);
+        // RST rather than FIN: nothing lingers in TIME_WAIT.
+        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+        drop(stream);
+        if let Some(suppressed) = self.refused_log.open() {
+            tracing::warn!(
+                %peer,
+                cap = reason.label(),
+                max_connections = self.limits.max_connections,
+                max_per_source = self.limits.max_per_source,
+                suppressed,
+                "TCP connection refused: at a connection cap"
+            );
+        }
+    }
+
+    /// accept() failed: out of descriptors or memory means pause (the
+    /// connection stays in the backlog until we can take it); a connection
+    /// reset before we took it means nothing.
+    async fn accept_failed(&self, e: &std::io::Error) {
+        if matches!(
+            e.kind(),
+            ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::Interrupted
+        ) {
+            return;
+        }
+        self.metrics.tcp_accept_error();
+        if let Some(suppressed) = self.accept_log.open() {
+            tracing::warn!(error = %e, suppressed, backoff = ?ACCEPT_BACKOFF, "TCP accept failed; pausing");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+            () = self.stop.cancelled() => {}
+        }
+    }
+
+    /// Stops accepting and reading new queries; answers being written are
+    /// finished. Returns when every connection is closed.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// Serves one connection until it ends; Some(reason) when we closed it
+    /// for one of the reasons the metrics count.
+    async fn connection(
+        &self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        state: &ConnState,
+    ) -> Option<TcpDrop> {
+        let _ = stream.set_nodelay(true);
+        let limits = self.limits;
+        let end_of_life = Instant::now() + limits.max_lifetime;
+        let mut idle_since = Instant::now();
+        let mut buf = Vec::new();
+        let mut served: u32 = 0;
+        let reason = loop {
+            if served >= limits.max_queries {
+                break Some(TcpDrop::QueryCap);
+            }
+            let idle_end = idle_since + limits.idle_timeout;
+            let (deadline, late) = if end_of_life < idle_end {
+                (end_of_life, TcpDrop::Lifetime)
+            } else {
+                (idle_end, TcpDrop::IdleTimeout)
+            };
+            let read = tokio::select! {
+                r = tokio::time::timeout_at(deadline, read_message(&mut stream, &mut buf)) => r,
+                () = self.stop.cancelled() => break None,
+                () = state.evict.cancelled() => break Some(TcpDrop::Pressure),
+            };
+            state.idle_since.store(BUSY, Ordering::Relaxed);
+            match read {
+                Err(_) => break Some(late),
+                Ok(Err(_)) | Ok(Ok(false)) => break None,
+                Ok(Ok(true)) => {}
+            }
+            served = served.saturating_add(1);
+            let Some(out) = self.answer(&buf, peer.ip()) else {
+                break Some(TcpDrop::Malformed);
+            };
+            let count = out.len();
+            for (i, bytes) in out.iter().enumerate() {
+                match write_message(&mut stream, bytes, limits.idle_timeout).await {
+                    Ok(()) => {}
+                    Err(timed_out) => {
+                        if i > 0 {
+                            tracing::warn!(peer = %peer.ip(), sent = i, of = count, "zone transfer cut short: the peer left or stopped reading");
+                        }
+                        return timed_out.then_some(TcpDrop::WriteTimeout);
+                    }
+                }
+            }
+            idle_since = Instant::now();
+            state.idle_since.store(self.now_ms(), Ordering::Relaxed);
+        };
+        // Best effort: a FIN after the last answer. One making room goes at
+        // once (dropping the stream closes it too).
+        if reason != Some(TcpDrop::Pressure) {
+            let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+        }
+        reason
+    }
+
+    /// The messages answering one request, encoded (and signed); empty when
+    /// it gets no answer; None when the connection should close: a response
+    /// (QR=1) or something too short for a header is not answered, as over
+    /// UDP.
+    fn answer(&self, raw: &[u8], ip: IpAddr) -> Option<Vec<Vec<u8>>> {
+        let flags = *raw.get(2)?;
+        if raw.len() < 12 || flags & 0x80 != 0 {
+            return None;
+        }
+        let request = match Message::from_vec(raw) {
+            Ok(m) => m,
+            // A query that does not parse: FORMERR, as over UDP.
+            Err(_) => {
+                let out = answer::formerr(raw)?;
+                self.metrics.response(true, ResponseCode::FormErr.low());
+                return Some(vec![out]);
+            }
         };
         let peer = Peer {
-            ip: request.src().ip(),
+            ip,
             transport: Transport::Tcp,
         };
+        let now = crate::state::unix_now();
         let reply = {
             let snap = self.cell.load_full();
-            let reply = request::handle(
-                &snap,
-                &message,
-                request.as_slice(),
-                &peer,
-                &self.metrics,
-                &self.opts,
-                crate::state::unix_now(),
-            );
+            let reply =
+                request::handle(&snap, &request, raw, &peer, &self.metrics, &self.opts, now);
             if let Some(Reply { messages, .. }) = &reply
                 && let [only] = messages.as_slice()
             {
-                answer::count_alias_answer(&snap, &message, only);
+                answer::count_alias_answer(&snap, &request, only);
             }
             reply
         };
@@ -140,21 +393,127 @@ impl RequestHandler for TcpHandler {
             mut signer,
         }) = reply
         else {
-            return not_sent();
+            return Some(Vec::new());
         };
-        let mut first = None;
-        for (i, m) in messages.iter().enumerate() {
-            let Some(info) = send(&mut response_handle, request, m, signer.as_mut()).await else {
-                if i > 0 {
-                    crate::packet_log!(warn, peer = %peer.ip, sent = i, of = messages.len(), "zone transfer cut short: the peer left, or the zone is over the transfer size limit");
+        if let Some(first) = messages.first() {
+            self.metrics
+                .response(true, first.metadata.response_code.low());
+        }
+        let mut out = Vec::with_capacity(messages.len());
+        for mut m in messages {
+            let bytes = match m.to_vec() {
+                Ok(b) if b.len() <= usize::from(u16::MAX) => b,
+                // Cannot go out as one TCP message: SERVFAIL instead.
+                _ => {
+                    tracing::debug!(peer = %ip, "TCP answer does not fit in 65535 bytes; SERVFAIL");
+                    m = answer::base(&request);
+                    m.metadata.response_code = ResponseCode::ServFail;
+                    m.to_vec().ok()?
                 }
-                break;
             };
-            first.get_or_insert(info);
+            let bytes = match signer.as_mut() {
+                None => bytes,
+                Some(signer) => match tsig::append(&mut m, &bytes, signer, now) {
+                    Some(b) if b.len() <= usize::from(u16::MAX) => b,
+                    _ => break,
+                },
+            };
+            out.push(bytes);
         }
-        if let Some(m) = messages.first() {
-            self.metrics.response(true, m.metadata.response_code.low());
+        Some(out)
+    }
+}
+
+/// Reads one length-prefixed message into `buf`. Ok(false): the peer
+/// closed (or sent a zero length) before a whole message. Memory grows
+/// with the bytes that actually arrive, never ahead of them.
+async fn read_message(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    let mut len = [0u8; 2];
+    match stream.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    let len = u16::from_be_bytes(len);
+    if len == 0 {
+        return Ok(false);
+    }
+    buf.clear();
+    let got = (&mut *stream).take(u64::from(len)).read_to_end(buf).await?;
+    Ok(got == usize::from(len))
+}
+
+/// Writes one message with its length prefix within `timeout`. Err(true):
+/// timed out; Err(false): the peer is gone.
+async fn write_message(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<(), bool> {
+    let Ok(len) = u16::try_from(bytes.len()) else {
+        return Err(false);
+    };
+    let mut framed = Vec::with_capacity(bytes.len().saturating_add(2));
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(bytes);
+    match tokio::time::timeout(timeout, stream.write_all(&framed)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "tcp send failed");
+            Err(false)
         }
-        first.unwrap_or_else(not_sent)
+        Err(_) => Err(true),
+    }
+}
+
+/// Lets one log line through per `LOG_EVERY`, counting the ones it holds back.
+#[derive(Default)]
+struct LogGate {
+    state: Mutex<Option<(Instant, u64)>>,
+}
+
+impl LogGate {
+    /// Some(suppressed since the last line) when a line may be written now.
+    fn open(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match state.as_mut() {
+            Some((last, suppressed)) if now.duration_since(*last) < LOG_EVERY => {
+                *suppressed = suppressed.saturating_add(1);
+                None
+            }
+            Some((last, suppressed)) => {
+                let n = *suppressed;
+                *last = now;
+                *suppressed = 0;
+                Some(n)
+            }
+            None => {
+                *state = Some((now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_sources_count_by_64() {
+        let a: IpAddr = "2001:db8:1:2:3:4:5:6".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
+        assert_eq!(source_key(a), source_key(b));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(source_key(v4), v4);
+    }
+
+    #[test]
+    fn the_log_gate_counts_what_it_holds_back() {
+        let gate = LogGate::default();
+        assert_eq!(gate.open(), Some(0));
+        assert_eq!(gate.open(), None);
+        assert_eq!(gate.open(), None);
     }
 }

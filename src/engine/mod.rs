@@ -268,8 +268,9 @@ impl Engine {
         Ok(snap)
     }
 
-    /// Publishes a snapshot built by `build_snapshot`: serial metrics, then
-    /// the store, then NOTIFY where a serial moved.
+    /// Publishes a snapshot built by `build_snapshot`: the store first, then
+    /// serial metrics and NOTIFY where a serial moved (a secondary answering
+    /// our NOTIFY with a SOA query must see the new serial).
     fn publish(&self, snap: Snapshot) {
         let snap = Arc::new(snap);
         let old = self.cell.swap(snap.clone());
