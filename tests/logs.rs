@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use hickory_proto::op::Message;
@@ -54,18 +52,6 @@ fn with_unknown_tsig(id: u16) -> Vec<u8> {
     bytes
 }
 
-fn tcp_exchange(addr: std::net::SocketAddr, query: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&(query.len() as u16).to_be_bytes()).unwrap();
-    s.write_all(query).unwrap();
-    let mut len = [0u8; 2];
-    s.read_exact(&mut len).unwrap();
-    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
-    s.read_exact(&mut buf).unwrap();
-    buf
-}
-
 #[test]
 fn hostile_queries_write_little_log() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,7 +64,7 @@ fn hostile_queries_write_little_log() {
     // 64 KB DAU options over TCP: hickory-proto once logged a line per byte.
     for _ in 0..5 {
         let q = with_dau("www.example.com.", RecordType::A, DNSClass::IN, 65_000);
-        let r = Message::from_vec(&tcp_exchange(s.addr, &q)).unwrap();
+        let r = Message::from_vec(&raw_tcp(s.addr, &q)).unwrap();
         assert_eq!(r.queries.len(), 1);
         queries += 1;
         query_bytes += q.len() as u64;

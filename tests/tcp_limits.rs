@@ -8,7 +8,7 @@ mod support;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
@@ -20,38 +20,7 @@ use support::*;
 fn start_limited(dir: &Path, config: &str, limit: u32) -> Server {
     let port = free_port();
     let path = write_config(dir, port, config, ZONE);
-    let log = dir.join("serve.log");
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
-        .arg(bin())
-        .args(["serve", "--config"])
-        .arg(&path)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut server = Server {
-        child,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        dir: dir.to_path_buf(),
-        log,
-    };
-    let start = Instant::now();
-    while query_udp_timeout(
-        server.addr,
-        &plain_query("example.com.", RecordType::SOA),
-        Duration::from_millis(200),
-    )
-    .is_none()
-    {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            panic!("server exited ({status}); log:\n{}", server.log_text());
-        }
-        assert!(start.elapsed() < DEADLINE, "{}", server.log_text());
-    }
-    server
+    Server::launch(dir, &path, port, Some(limit))
 }
 
 fn two_checks(pdx: &Endpoint, iad: &Endpoint) -> String {

@@ -138,8 +138,24 @@ impl Server {
     }
 
     pub fn start_with(dir: &Path, config: &Path, port: u16) -> Server {
+        Server::launch(dir, config, port, None)
+    }
+
+    /// Like `start_with`, with the open-files limit (soft and hard) at
+    /// `fd_limit` when given, as a service manager would set it.
+    pub fn launch(dir: &Path, config: &Path, port: u16, fd_limit: Option<u32>) -> Server {
         let log = dir.join(format!("serve-{port}.log"));
-        let child = Command::new(bin())
+        let mut command = match fd_limit {
+            None => Command::new(bin()),
+            Some(limit) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(bin());
+                sh
+            }
+        };
+        let child = command
             .args(["serve", "--config"])
             .arg(config)
             // The log filter users get by default.
