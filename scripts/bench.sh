@@ -150,9 +150,11 @@ measure() { # name pid port kind
 
 echo "running txtfailover ($SECONDS_PER_RUN s per query kind, RRL=$RRL)" >&2
 (cd "$WORK/tf" && RUST_LOG=warn exec taskset -c 0 "$BIN" serve --config txtfailover.toml 2>"$WORK/tf.log") &
-PIDS+=($!)
+# The subshell execs taskset, which execs the server: $! is the server itself
+# (a pgrep by command line could pick another instance, e.g. a test's).
+TF_PID=$!
+PIDS+=("$TF_PID")
 wait_ready $PORT_TF
-TF_PID=$(pgrep -f "txtfailover serve --config txtfailover.toml" | head -1)
 measure txtfailover "$TF_PID" $PORT_TF txt
 measure txtfailover "$TF_PID" $PORT_TF nx
 
