@@ -703,7 +703,7 @@ fn endless_primary(limit: usize) -> SocketAddr {
     };
     let udp = UdpSocket::bind(addr).unwrap();
     let tcp = std::net::TcpListener::bind(addr).unwrap();
-    let (soa_udp, answer_udp) = (soa.clone(), answer.clone());
+    let (soa_udp, answer_udp) = (soa.clone(), answer);
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok((len, from)) = udp.recv_from(&mut buf) {
