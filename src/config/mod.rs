@@ -30,6 +30,10 @@ pub use transfer::{AccessRule, Remote, SecondarySpec, TsigKey, ZonePolicy, allow
 pub const DEFAULT_CONFIG: &str = "config/txtfailover.toml";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8053";
+/// Shortest probe interval and timeout accepted: below them a check probes
+/// its target back to back (the timer's resolution is 1 ms) or always fails.
+pub const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+pub const MIN_PROBE_TIMEOUT: Duration = Duration::from_millis(10);
 
 /// Whether two listen addresses need the same socket: the same port and
 /// family, and one of them unspecified (0.0.0.0:53 takes port 53 on every
@@ -1082,6 +1086,34 @@ impl Validator<'_> {
         let d = Timing::default();
         let interval = self.duration("interval", c.interval.as_ref(), d.interval);
         let timeout = self.duration("timeout", c.timeout.as_ref(), d.timeout.min(interval / 2));
+        if let Some(v) = c
+            .interval
+            .as_ref()
+            .filter(|_| interval < MIN_PROBE_INTERVAL)
+        {
+            self.err(
+                &v.span(),
+                format!(
+                    "check {:?}: interval ({}) is shorter than {}: probes would run back to back against the target",
+                    c.name.get_ref(),
+                    humantime::format_duration(interval),
+                    humantime::format_duration(MIN_PROBE_INTERVAL)
+                ),
+                "write e.g. \"10s\" (Route 53 probes every 10 or 30 s)",
+            );
+        }
+        if let Some(v) = c.timeout.as_ref().filter(|_| timeout < MIN_PROBE_TIMEOUT) {
+            self.err(
+                &v.span(),
+                format!(
+                    "check {:?}: timeout ({}) is shorter than {}: no probe beyond this host could answer in time",
+                    c.name.get_ref(),
+                    humantime::format_duration(timeout),
+                    humantime::format_duration(MIN_PROBE_TIMEOUT)
+                ),
+                "write e.g. \"4s\"",
+            );
+        }
         if timeout >= interval {
             let span = c
                 .timeout
