@@ -182,3 +182,20 @@ fn check_rejects_listen_addresses_serve_could_not_bind() {
     );
     assert!(err.contains("hint:"), "{err}");
 }
+
+#[test]
+fn check_exits_2_when_whoever_reads_its_errors_has_gone() {
+    // `txtfailover check 2>&1 | head -1`: the reader leaves after a line.
+    let dir = tempfile::tempdir().unwrap();
+    let zone = format!("{ZONE}broken IN A 999.1.1.1\n");
+    let path = write_config(dir.path(), 5353, "", &zone);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = Command::new(bin())
+        .args(["check", "--config", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(writer)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "a config problem, not a panic");
+}
