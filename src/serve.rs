@@ -34,11 +34,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let (command_tx, commands) = mpsc::channel(16);
     let admin_commands = command_tx.clone();
+    let tokens: admin::TokenCell = Arc::new(ArcSwap::from_pointee(config.admin_tokens.clone()));
     let admin_state = AdminState {
         status: status.clone(),
         ready: ready.clone(),
         metrics: metrics.clone(),
-        tokens: Arc::new(config.admin_tokens.clone()),
+        tokens: tokens.clone(),
         commands: admin_commands,
         config_path: config.source.clone(),
     };
@@ -63,6 +64,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         first,
         Instant::now(),
     )?;
+    engine.set_admin_tokens(tokens);
     let opts = Arc::new(ServerOptions {
         cookie_secret: config
             .server
