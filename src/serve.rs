@@ -27,6 +27,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
+    // SIGHUP's default action ends the process: take it over before the
+    // slow part of start-up (the first probe round waits up to a probe
+    // timeout), so a reload asked for meanwhile is done once ready.
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let store = StateStore::open(&config.server.state_dir)?;
     // The admin API comes up first so /readyz can say "starting".
     let status: StatusCell = Arc::new(ArcSwap::from_pointee(StatusView::default()));
@@ -101,10 +105,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let hup_commands = command_tx.clone();
     let config_path = config.source.clone();
     tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            return;
-        };
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading");
             let _ = request_reload(config_path.clone(), &hup_commands).await;
