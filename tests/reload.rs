@@ -254,3 +254,28 @@ fn a_sighup_during_start_up_is_a_reload_once_ready() {
     }
     assert_eq!(s.txt("desktop.example.com."), ["PDX1"]);
 }
+
+#[test]
+fn a_reload_moving_state_dir_says_it_waits_for_a_restart() {
+    let pdx = Endpoint::start("ok");
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_token(
+        dir.path(),
+        &config(("us-west-2", "PDX1"), ("us-east-1", "IAD2"), &pdx),
+    );
+    let path = dir.path().join("txtfailover.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let moved = text.replacen("state_dir = \"state\"", "state_dir = \"state2\"", 1);
+    assert_ne!(text, moved);
+    std::fs::write(&path, moved).unwrap();
+    let (code, text) = reload(&s);
+    assert_eq!(code, 200, "{text}");
+    let log = s.log_text();
+    assert!(
+        log.contains("state_dir changed: it takes effect at the next restart"),
+        "{log}"
+    );
+    // Serials still go where they went.
+    assert!(dir.path().join("state/serials.json").exists());
+    assert!(!dir.path().join("state2").exists());
+}

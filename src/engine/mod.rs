@@ -998,6 +998,18 @@ impl Engine {
         {
             tracing::warn!("listen addresses changed: they take effect at the next restart");
         }
+        if old.server.state_dir != self.config.server.state_dir {
+            // The store stays where it is: moving it empty would let the
+            // next start serve serials older than the secondaries hold.
+            tracing::warn!(
+                from = %old.server.state_dir.display(),
+                to = %self.config.server.state_dir.display(),
+                "state_dir changed: it takes effect at the next restart; copy the files of the old one there first, or the next start serves serials the secondaries already passed"
+            );
+        }
+        if old.server.udp_workers != self.config.server.udp_workers {
+            tracing::warn!("udp_workers changed: it takes effect at the next restart");
+        }
         if old.admin_tokens != self.config.admin_tokens {
             if let Some(cell) = &self.admin_tokens {
                 cell.store(Arc::new(self.config.admin_tokens.clone()));
