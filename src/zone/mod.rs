@@ -348,6 +348,19 @@ www 60 IN A 192.0.2.1\n";
     }
 
     #[test]
+    fn a_txt_record_without_a_string_is_refused() {
+        let text = format!("{GOOD}note IN TXT\n");
+        let err = parse_zone(&text, Path::new("z"), &origin()).unwrap_err();
+        assert_eq!(err[0].line, 6, "{err:?}");
+        assert!(
+            err[0].message.contains("holds no character-string"),
+            "{err:?}"
+        );
+        let text = format!("{GOOD}note IN TXT \"\"\n");
+        parse_zone(&text, Path::new("z"), &origin()).unwrap();
+    }
+
+    #[test]
     fn missing_ns_is_reported() {
         let text = "$TTL 300\n@ IN SOA ns1 hostmaster 7 7200 3600 1209600 60\n";
         let err = parse_zone(text, Path::new("z"), &origin()).unwrap_err();
