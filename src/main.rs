@@ -90,6 +90,13 @@ enum OverrideAction {
     },
 }
 
+/// Writes a line to stderr; a reader that went away (`2>&1 | head`) is
+/// not worth a panic (`eprintln!` panics on a closed stderr, exit 101).
+fn emit_err(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
 /// Writes to stdout; a reader that went away (`| head`) is not an error.
 fn emit(text: &str) {
     use std::io::Write;
@@ -99,7 +106,7 @@ fn emit(text: &str) {
         .and_then(|()| stdout.flush())
         && e.kind() != std::io::ErrorKind::BrokenPipe
     {
-        eprintln!("error: cannot write the output: {e}");
+        emit_err(&format!("error: cannot write the output: {e}"));
     }
 }
 
@@ -128,11 +135,10 @@ fn main() -> ExitCode {
     let config = match config::load(path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{e}");
-            eprintln!(
-                "{} problem(s) in the configuration; nothing was started",
+            emit_err(&format!(
+                "{e}\n{} problem(s) in the configuration; nothing was started",
                 e.0.len()
-            );
+            ));
             return ExitCode::from(2);
         }
     };
@@ -157,7 +163,7 @@ fn main() -> ExitCode {
             match runtime.block_on(txtfailover::serve::serve(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    emit_err(&format!("error: {e:#}"));
                     ExitCode::FAILURE
                 }
             }
@@ -294,7 +300,7 @@ fn operator(command: Command) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            emit_err(&format!("error: {e:#}"));
             ExitCode::FAILURE
         }
     }

@@ -30,6 +30,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Before anything opens a file: room for probes and TCP clients alike.
     let fds = crate::fdlimit::raise();
     let tcp_limits = tcp_limits(&config, fds.soft);
+    // SIGHUP's default action ends the process: take it over before the
+    // slow part of start-up (the first probe round waits up to a probe
+    // timeout), so a reload asked for meanwhile is done once ready.
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let store = StateStore::open(&config.server.state_dir)?;
     // The admin API comes up first so /readyz can say "starting".
     let status: StatusCell = Arc::new(ArcSwap::from_pointee(StatusView::default()));
@@ -37,11 +41,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let (command_tx, commands) = mpsc::channel(16);
     let admin_commands = command_tx.clone();
+    let tokens: admin::TokenCell = Arc::new(ArcSwap::from_pointee(config.admin_tokens.clone()));
     let admin_state = AdminState {
         status: status.clone(),
         ready: ready.clone(),
         metrics: metrics.clone(),
-        tokens: Arc::new(config.admin_tokens.clone()),
+        tokens: tokens.clone(),
         commands: admin_commands,
         config_path: config.source.clone(),
     };
@@ -66,6 +71,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         first,
         Instant::now(),
     )?;
+    engine.set_admin_tokens(tokens);
     let opts = Arc::new(ServerOptions {
         cookie_secret: config
             .server
@@ -102,10 +108,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let hup_commands = command_tx.clone();
     let config_path = config.source.clone();
     tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            return;
-        };
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading");
             let _ = request_reload(config_path.clone(), &hup_commands).await;

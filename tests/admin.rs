@@ -514,3 +514,23 @@ fn readyz_says_starting_until_the_first_probe_round_is_done() {
         "and DNS answers once ready"
     );
 }
+
+#[test]
+fn a_reload_replaces_the_admin_tokens() {
+    let (pdx, iad) = (Endpoint::start("ok"), Endpoint::start("ok"));
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_token(dir.path(), &pinned_config(&pdx, &iad, "auto"));
+    // The operator revokes alice's token (it leaked) and gives bob one.
+    let fresh = "fedcba9876543210fedcba98";
+    std::fs::write(dir.path().join("tokens"), format!("bob {fresh}\n")).unwrap();
+    let (code, text) = http(s.admin_addr(), "POST", "/v1/reload", Some(TOKEN), "");
+    assert_eq!(code, 200, "{text}");
+    let path = "/v1/overrides/desktop.example.com";
+    let body = r#"{"target": "us-east-1", "reason": "drill"}"#;
+    let (code, text) = http(s.admin_addr(), "PUT", path, Some(TOKEN), body);
+    assert_eq!(code, 401, "the revoked token still works: {text}");
+    assert_eq!(s.txt("desktop.example.com."), ["PDX1"], "nothing changed");
+    let (code, text) = http(s.admin_addr(), "PUT", path, Some(fresh), body);
+    assert_eq!(code, 200, "{text}");
+    s.wait_for_txt("desktop.example.com.", "IAD2");
+}

@@ -149,3 +149,53 @@ fn sigterm_stops_the_server_cleanly() {
         "serials persisted"
     );
 }
+
+#[test]
+fn check_rejects_listen_addresses_serve_could_not_bind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), 5353, "", ZONE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    // The DNS port also given on the unspecified address.
+    let overlap = text.replace(
+        "listen = [\"127.0.0.1:5353\"]",
+        "listen = [\"0.0.0.0:5353\", \"127.0.0.1:5353\"]",
+    );
+    std::fs::write(&path, overlap).unwrap();
+    let (ok, _, err) = cli(&["check", "--config", path.to_str().unwrap()]);
+    assert!(!ok, "accepted: {err}");
+    assert!(err.contains("txtfailover.toml:2:"), "{err}");
+    assert!(err.contains("overlaps 0.0.0.0:5353"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    // The admin API on the DNS port (both are TCP).
+    let admin = text.replacen(
+        "[admin]\nlisten = \"",
+        "[admin]\nlisten = \"127.0.0.1:5353\"\n# was \"",
+        1,
+    );
+    std::fs::write(&path, admin).unwrap();
+    let (ok, _, err) = cli(&["check", "--config", path.to_str().unwrap()]);
+    assert!(!ok, "accepted: {err}");
+    assert!(err.contains("txtfailover.toml:6:"), "{err}");
+    assert!(
+        err.contains("takes the TCP port of the DNS listen address"),
+        "{err}"
+    );
+    assert!(err.contains("hint:"), "{err}");
+}
+
+#[test]
+fn check_exits_2_when_whoever_reads_its_errors_has_gone() {
+    // `txtfailover check 2>&1 | head -1`: the reader leaves after a line.
+    let dir = tempfile::tempdir().unwrap();
+    let zone = format!("{ZONE}broken IN A 999.1.1.1\n");
+    let path = write_config(dir.path(), 5353, "", &zone);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = Command::new(bin())
+        .args(["check", "--config", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(writer)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "a config problem, not a panic");
+}

@@ -320,6 +320,53 @@ fn no_udp_answer_is_larger_than_the_requester_allows() {
     }
 }
 
+/// Wire form of a name made of labels of `c`, 253 bytes long.
+fn long_wire_name(c: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..4 {
+        out.push(62);
+        out.extend(std::iter::repeat_n(c, 62));
+    }
+    out.push(0);
+    out
+}
+
+#[test]
+fn a_tsig_error_answer_stays_within_the_requesters_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir);
+    // No EDNS (512 bytes), a long question, and a TSIG with an unknown, long
+    // key name: the BADKEY answer repeats that name in its TSIG record.
+    let mut q = vec![0x12, 0x34, 0x00, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
+    q.extend(long_wire_name(b'q'));
+    q.extend([0, 16, 0, 1]);
+    q.extend(long_wire_name(b'k'));
+    q.extend([0, 250, 0, 255, 0, 0, 0, 0]); // TSIG, ANY, TTL 0
+    let mut rdata = vec![2, b'a', b'b', 0]; // a short algorithm name
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    rdata.extend(&now.to_be_bytes()[2..]);
+    rdata.extend([1, 44, 0, 0, 0x12, 0x34, 0, 0, 0, 0]); // fudge, no MAC, no other data
+    q.extend((rdata.len() as u16).to_be_bytes());
+    q.extend(rdata);
+    assert!(q.len() < 600, "{}", q.len());
+    let raw = raw_udp(s.addr, &q, Duration::from_secs(2)).expect("an answer");
+    assert!(
+        raw.len() <= 512,
+        "a {}-byte answer to a 512-byte requester",
+        raw.len()
+    );
+    let m = Message::from_vec(&raw).unwrap();
+    assert_eq!(m.metadata.id, 0x1234);
+    assert_eq!(m.metadata.response_code, ResponseCode::NotAuth);
+    assert!(
+        m.signature().is_some(),
+        "the TSIG error travels in a TSIG record"
+    );
+}
+
 #[test]
 fn notimp_does_not_copy_rd_or_cd() {
     let dir = tempfile::tempdir().unwrap();

@@ -168,3 +168,114 @@ fn no_query_is_lost_through_reloads_and_failovers() {
         &bad[..bad.len().min(3)]
     );
 }
+
+#[test]
+fn a_sighup_during_start_up_is_a_reload_once_ready() {
+    // A target that accepts and never answers: the first probe round takes
+    // its whole timeout, the window in which an operator's reload lands.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming().take(16) {
+            held.push(conn);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = format!(
+        "[[check]]\nname = \"pdx\"\nkind = \"http\"\nurl = \"http://{target}/ping\"\n\
+         interval = \"10s\"\ntimeout = \"3s\"\n\n\
+         [[alias]]\nname = \"desktop.example.com\"\n\
+         targets = [ {{ region = \"us-west-2\", connection_id = \"PDX1\", checks = [\"pdx\"] }} ]\n"
+    );
+    let path = write_config(dir.path(), port, &config, ZONE);
+    let log = dir.path().join("serve.log");
+    let child = std::process::Command::new(bin())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut s = Server {
+        child,
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        dir: dir.path().to_path_buf(),
+        log,
+    };
+    let start = Instant::now();
+    while !s.log_text().contains("running the first probe round") {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no start-up; log:\n{}",
+            s.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = s.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = Instant::now();
+    loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            panic!("SIGHUP ended the server ({status}); log:\n{}", s.log_text());
+        }
+        if query_udp_timeout(
+            s.addr,
+            &plain_query("desktop.example.com.", RecordType::TXT),
+            Duration::from_millis(200),
+        )
+        .is_some()
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no answer; log:\n{}",
+            s.log_text()
+        );
+    }
+    // The reload asked for during start-up is done once ready.
+    let start = Instant::now();
+    while !s.log_text().contains("configuration reloaded") {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no reload; log:\n{}",
+            s.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(s.txt("desktop.example.com."), ["PDX1"]);
+}
+
+#[test]
+fn a_reload_moving_state_dir_says_it_waits_for_a_restart() {
+    let pdx = Endpoint::start("ok");
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_token(
+        dir.path(),
+        &config(("us-west-2", "PDX1"), ("us-east-1", "IAD2"), &pdx),
+    );
+    let path = dir.path().join("txtfailover.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let moved = text.replacen("state_dir = \"state\"", "state_dir = \"state2\"", 1);
+    assert_ne!(text, moved);
+    std::fs::write(&path, moved).unwrap();
+    let (code, text) = reload(&s);
+    assert_eq!(code, 200, "{text}");
+    let log = s.log_text();
+    assert!(
+        log.contains("state_dir changed: it takes effect at the next restart"),
+        "{log}"
+    );
+    // Serials still go where they went.
+    assert!(dir.path().join("state/serials.json").exists());
+    assert!(!dir.path().join("state2").exists());
+}

@@ -669,3 +669,97 @@ fn a_large_zone_goes_out_in_several_signed_messages_that_dig_verifies() {
         .unwrap_or_default();
     assert!(messages >= 2, "{size}");
 }
+
+/// A primary that never ends its AXFR: it answers the SOA query over UDP,
+/// then streams 60 KB TXT records over TCP (up to `limit` bytes, then holds
+/// the connection open).
+fn endless_primary(limit: usize) -> SocketAddr {
+    use hickory_proto::rr::rdata::{SOA, TXT};
+    use hickory_proto::rr::{RData, Record};
+    use std::io::{Read, Write};
+    let port = free_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let origin = Name::from_ascii("example.com.").unwrap();
+    let soa = Record::from_rdata(
+        origin.clone(),
+        60,
+        RData::SOA(SOA::new(
+            Name::from_ascii("ns1.example.com.").unwrap(),
+            Name::from_ascii("h.example.com.").unwrap(),
+            10,
+            3600,
+            3600,
+            86400,
+            60,
+        )),
+    );
+    let answer = move |request: &[u8], records: Vec<Record>| -> Vec<u8> {
+        let request = Message::from_vec(request).unwrap();
+        let mut m = Message::new(request.metadata.id, MessageType::Response, OpCode::Query);
+        m.metadata.authoritative = true;
+        m.queries = request.queries.clone();
+        m.answers = records;
+        m.to_vec().unwrap()
+    };
+    let udp = UdpSocket::bind(addr).unwrap();
+    let tcp = std::net::TcpListener::bind(addr).unwrap();
+    let (soa_udp, answer_udp) = (soa.clone(), answer);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok((len, from)) = udp.recv_from(&mut buf) {
+            let _ = udp.send_to(&answer_udp(&buf[..len], vec![soa_udp.clone()]), from);
+        }
+    });
+    std::thread::spawn(move || {
+        let Ok((mut conn, _)) = tcp.accept() else {
+            return;
+        };
+        let mut len = [0u8; 2];
+        conn.read_exact(&mut len).unwrap();
+        let mut request = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        conn.read_exact(&mut request).unwrap();
+        let strings: Vec<String> = (0..235).map(|_| "x".repeat(250)).collect();
+        let big = Record::from_rdata(
+            Name::from_ascii("big.example.com.").unwrap(),
+            60,
+            RData::TXT(TXT::new(strings)),
+        );
+        let mut sent = 0;
+        let mut records = vec![soa.clone()];
+        while sent < limit {
+            let bytes = answer(&request, std::mem::replace(&mut records, vec![big.clone()]));
+            let frame = [&(bytes.len() as u16).to_be_bytes()[..], &bytes].concat();
+            if conn.write_all(&frame).is_err() {
+                return;
+            }
+            sent += frame.len();
+        }
+        // Never the closing SOA: hold the connection until the peer leaves.
+        let _ = conn.read(&mut [0u8; 1]);
+    });
+    addr
+}
+
+#[test]
+fn a_primary_that_never_ends_its_transfer_is_cut_off_at_the_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    // 96 MiB: over the 64 MiB limit, and more than a copy should hold.
+    let primary = endless_primary(96 << 20);
+    let (s, _) = secondary(dir.path(), free_port(), primary, false);
+    let start = Instant::now();
+    loop {
+        let log = s.log_text();
+        if log.contains("zone refresh failed") {
+            assert!(log.contains("more than 64 MiB"), "{log}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the transfer was not stopped at its size limit; log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Still serving: the zone has no copy, so SERVFAIL.
+    let m = s.udp(&plain_query("example.com.", RecordType::SOA));
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+}

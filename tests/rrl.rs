@@ -375,6 +375,29 @@ fn ch_txt_identity_and_version_only_when_configured() {
             assert!(matches!(r.answers[0].data, RData::TXT(_)));
         }
     }
+    // Malformed questions get what they get in class IN: FORMERR for a
+    // record in the answer section, BADVERS for EDNS version 1.
+    let mut with_answer = chaos_txt("id.server.");
+    with_answer
+        .answers
+        .push(hickory_proto::rr::Record::from_rdata(
+            hickory_proto::rr::Name::from_ascii("id.server.").unwrap(),
+            0,
+            RData::TXT(hickory_proto::rr::rdata::TXT::new(vec!["x".into()])),
+        ));
+    let mut version1 = chaos_txt("id.server.");
+    let mut edns = hickory_proto::op::Edns::new();
+    edns.set_version(1);
+    version1.set_edns(edns);
+    for r in [s.udp(&with_answer), s.tcp(&with_answer)] {
+        assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
+        assert!(r.answers.is_empty());
+    }
+    for r in [s.udp(&version1), s.tcp(&version1)] {
+        // 16 is BADVERS in an OPT context (hickory decodes it as BADSIG).
+        assert_eq!(u16::from(r.metadata.response_code), 16);
+        assert!(r.answers.is_empty());
+    }
     // Other CH names, and everything when nothing is configured: REFUSED.
     let r = s.udp(&chaos_txt("authors.bind."));
     assert_eq!(r.metadata.response_code, ResponseCode::Refused);

@@ -31,7 +31,8 @@ pub async fn require_token(State(s): State<AdminState>, mut req: Request, next: 
 
 /// The label of the caller's bearer token, or the response refusing them.
 fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<String, (StatusCode, &'static str)> {
-    if s.tokens.is_empty() {
+    let tokens = s.tokens.load();
+    if tokens.is_empty() {
         return Err((
             StatusCode::FORBIDDEN,
             "changes are disabled: set [admin] token_file to enable them",
@@ -47,7 +48,7 @@ fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<String, (StatusCode,
             "send Authorization: Bearer <token>",
         ));
     };
-    s.tokens
+    tokens
         .iter()
         .find(|t| constant_time_eq(t.secret.as_bytes(), presented.as_bytes()))
         .map(|t| t.label.clone())

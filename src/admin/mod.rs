@@ -44,14 +44,18 @@ const MAX_TIME_BYTES: usize = 64;
 /// The longest an override may last (`for`, or `until` from now).
 pub const MAX_OVERRIDE: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// The admin tokens in force: the engine stores a reloaded set here, so a
+/// token removed from `token_file` stops working at the reload.
+pub type TokenCell = Arc<arc_swap::ArcSwap<Vec<AdminToken>>>;
+
 #[derive(Clone)]
 pub struct AdminState {
     pub status: StatusCell,
     /// Set once the first probe round is done and the DNS listeners are up.
     pub ready: Arc<AtomicBool>,
     pub metrics: Arc<Metrics>,
-    /// Empty: mutations are disabled.
-    pub tokens: Arc<Vec<AdminToken>>,
+    /// Empty: mutations are disabled. Replaced by a reload.
+    pub tokens: TokenCell,
     pub commands: mpsc::Sender<Command>,
     /// Re-read on `POST /v1/reload`.
     pub config_path: std::path::PathBuf,

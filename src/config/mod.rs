@@ -30,6 +30,20 @@ pub use transfer::{AccessRule, Remote, SecondarySpec, TsigKey, ZonePolicy, allow
 pub const DEFAULT_CONFIG: &str = "config/txtfailover.toml";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8053";
+/// Shortest probe interval and timeout accepted: below them a check probes
+/// its target back to back (the timer's resolution is 1 ms) or always fails.
+pub const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+pub const MIN_PROBE_TIMEOUT: Duration = Duration::from_millis(10);
+
+/// Whether two listen addresses need the same socket: the same port and
+/// family, and one of them unspecified (0.0.0.0:53 takes port 53 on every
+/// IPv4 address). IPv6 sockets are bound IPv6-only, so families never meet.
+fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.port() != 0
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
 pub const DEFAULT_TTL: u32 = 30;
 /// Route 53's advice for health-checked records.
 pub const TTL_WARN_ABOVE: u32 = 60;
@@ -278,7 +292,7 @@ pub fn validate(
     };
     let server = v.server(raw.server.as_ref(), read);
     let rrl = v.rrl(raw.rrl.as_ref());
-    let (admin_listen, admin_tokens) = v.admin(raw.admin.as_ref(), read);
+    let (admin_listen, admin_tokens) = v.admin(raw.admin.as_ref(), read, &server.listen);
     let admin_limits = v.admin_limits(raw.admin.as_ref());
     let keys = v.keys(&raw.keys, read);
     let (zones, secondaries) = v.zones(&raw, &keys, read);
@@ -481,6 +495,15 @@ impl Validator<'_> {
                             format!("listen address {a} is given twice"),
                             "list each address once",
                         ),
+                        Ok(a) if let Some(b) = listen.iter().find(|b| same_socket(**b, a)) => {
+                            self.err(
+                                &item.span(),
+                                format!(
+                                    "listen address {a} overlaps {b}: the same port, and an unspecified address (0.0.0.0 or [::]) takes it on every address, so `serve` could not bind both"
+                                ),
+                                "list either the unspecified address or the specific ones",
+                            )
+                        }
                         Ok(a) => listen.push(a),
                         Err(_) => self.err(
                             &item.span(),
@@ -751,6 +774,7 @@ impl Validator<'_> {
         &mut self,
         raw: Option<&Spanned<raw::RawAdmin>>,
         read: &dyn Fn(&Path) -> std::io::Result<String>,
+        dns_listen: &[SocketAddr],
     ) -> (SocketAddr, Vec<AdminToken>) {
         let default = DEFAULT_ADMIN_LISTEN.parse().expect("default admin address");
         let raw = raw.map(|a| a.get_ref());
@@ -762,6 +786,16 @@ impl Validator<'_> {
             return (default, tokens);
         };
         let addr = match listen.get_ref().parse::<SocketAddr>() {
+            Ok(a) if let Some(b) = dns_listen.iter().find(|b| **b == a || same_socket(**b, a)) => {
+                self.err(
+                    &listen.span(),
+                    format!(
+                        "admin listen address {a} takes the TCP port of the DNS listen address {b}, so `serve` could not bind both"
+                    ),
+                    "give the admin API a port of its own, e.g. \"127.0.0.1:8053\"",
+                );
+                default
+            }
             Ok(a) if a.ip().is_loopback() || !tokens.is_empty() => a,
             Ok(a) => {
                 self.err(
@@ -1170,6 +1204,34 @@ impl Validator<'_> {
         let d = Timing::default();
         let interval = self.duration("interval", c.interval.as_ref(), d.interval);
         let timeout = self.duration("timeout", c.timeout.as_ref(), d.timeout.min(interval / 2));
+        if let Some(v) = c
+            .interval
+            .as_ref()
+            .filter(|_| interval < MIN_PROBE_INTERVAL)
+        {
+            self.err(
+                &v.span(),
+                format!(
+                    "check {:?}: interval ({}) is shorter than {}: probes would run back to back against the target",
+                    c.name.get_ref(),
+                    humantime::format_duration(interval),
+                    humantime::format_duration(MIN_PROBE_INTERVAL)
+                ),
+                "write e.g. \"10s\" (Route 53 probes every 10 or 30 s)",
+            );
+        }
+        if let Some(v) = c.timeout.as_ref().filter(|_| timeout < MIN_PROBE_TIMEOUT) {
+            self.err(
+                &v.span(),
+                format!(
+                    "check {:?}: timeout ({}) is shorter than {}: no probe beyond this host could answer in time",
+                    c.name.get_ref(),
+                    humantime::format_duration(timeout),
+                    humantime::format_duration(MIN_PROBE_TIMEOUT)
+                ),
+                "write e.g. \"4s\"",
+            );
+        }
         if timeout >= interval {
             let span = c
                 .timeout

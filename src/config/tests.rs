@@ -132,6 +132,20 @@ fn timeout_must_be_below_interval() {
 }
 
 #[test]
+fn probes_cannot_run_back_to_back_or_time_out_at_once() {
+    fails(
+        &format!("{CHECK}interval = \"2ns\"\ntimeout = \"1ns\"\n"),
+        "is shorter than 100ms: probes would run back to back",
+        8,
+    );
+    fails(
+        &format!("{CHECK}interval = \"10s\"\ntimeout = \"1ms\"\n"),
+        "is shorter than 10ms: no probe",
+        9,
+    );
+}
+
+#[test]
 fn thresholds_must_be_positive() {
     fails(
         &format!("{CHECK}fall = 0\n"),

@@ -115,6 +115,15 @@ impl ServerOptions {
         {
             return None;
         }
+        // A query `answer::respond` refuses whatever its class (records in
+        // the answer or authority section, EDNS beyond version 0) gets the
+        // same FORMERR or BADVERS here.
+        if !request.answers.is_empty()
+            || !request.authorities.is_empty()
+            || request.edns.as_ref().is_some_and(|e| e.version() > 0)
+        {
+            return None;
+        }
         let name = q.name().to_lowercase().to_ascii();
         let text = match name.trim_end_matches('.') {
             "id.server" | "hostname.bind" => self.identity.as_ref(),

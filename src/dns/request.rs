@@ -262,19 +262,33 @@ pub fn respond_udp(
         mut signer,
     } = handle(snap, &request, query, &peer, metrics, opts, now)?;
     let response = messages.into_iter().next()?;
-    let mut limit = answer::udp_limit(request.edns.as_ref().map(|e| e.max_payload()));
-    if signer.is_some() {
-        limit = limit.saturating_sub(TSIG_ROOM);
+    let limit = answer::udp_limit(request.edns.as_ref().map(|e| e.max_payload()));
+    let Some(signer) = signer.as_mut() else {
+        let (response, bytes) = fit_udp(response, limit)?;
+        if !response.metadata.truncation {
+            answer::count_alias_answer(snap, &request, &response);
+        }
+        return Some(bytes);
+    };
+    // The TSIG record's size depends on its key and algorithm names (a
+    // BADKEY answer repeats whatever name the request gave): when the guess
+    // was short, fit the response again within what the record leaves.
+    let mut room = TSIG_ROOM;
+    for _ in 0..2 {
+        // Encoded once; a signature covers exactly these bytes.
+        let (mut fitted, bytes) = fit_udp(response.clone(), limit.saturating_sub(room))?;
+        let mut attempt = signer.clone();
+        let signed = tsig::append(&mut fitted, &bytes, &mut attempt, now)?;
+        if signed.len() <= limit {
+            if !fitted.metadata.truncation {
+                answer::count_alias_answer(snap, &request, &fitted);
+            }
+            return Some(signed);
+        }
+        room = signed.len().saturating_sub(bytes.len());
     }
-    // Encoded once; a signature covers exactly these bytes.
-    let (mut response, bytes) = fit_udp(response, limit)?;
-    if !response.metadata.truncation {
-        answer::count_alias_answer(snap, &request, &response);
-    }
-    match signer.as_mut() {
-        None => Some(bytes),
-        Some(signer) => tsig::append(&mut response, &bytes, signer, now),
-    }
+    // Not even a bare header and the TSIG fit: send nothing.
+    None
 }
 
 /// The response as it fits in `limit` bytes: whole; else without the

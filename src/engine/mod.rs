@@ -56,6 +56,8 @@ pub struct Engine {
     /// When each alias's answer last changed.
     answered_since: Vec<Instant>,
     status: StatusCell,
+    /// Where the admin API reads its tokens; a reload replaces them.
+    admin_tokens: Option<crate::admin::TokenCell>,
     metrics: Arc<Metrics>,
     /// Operator pins, by alias name; persisted in `state_dir`.
     overrides: Overrides,
@@ -159,6 +161,7 @@ impl Engine {
             reported_at: vec![now; config.checks.len()],
             stale: vec![false; config.checks.len()],
             answered_since: vec![now; config.aliases.len()],
+            admin_tokens: None,
             status,
             config,
             checks,
@@ -299,6 +302,11 @@ impl Engine {
 
     pub fn cell(&self) -> SnapshotCell {
         self.cell.clone()
+    }
+
+    /// Where the admin API reads its tokens, so a reload can replace them.
+    pub fn set_admin_tokens(&mut self, cell: crate::admin::TokenCell) {
+        self.admin_tokens = Some(cell);
     }
 
     pub fn status(&self) -> StatusCell {
@@ -991,12 +999,29 @@ impl Engine {
         {
             tracing::warn!("listen addresses changed: they take effect at the next restart");
         }
-        if old.admin_tokens != self.config.admin_tokens
-            || old.admin_limits != self.config.admin_limits
-        {
+        if old.server.state_dir != self.config.server.state_dir {
+            // The store stays where it is: moving it empty would let the
+            // next start serve serials older than the secondaries hold.
             tracing::warn!(
-                "[admin] tokens or limits changed: they take effect at the next restart"
+                from = %old.server.state_dir.display(),
+                to = %self.config.server.state_dir.display(),
+                "state_dir changed: it takes effect at the next restart; copy the files of the old one there first, or the next start serves serials the secondaries already passed"
             );
+        }
+        if old.server.udp_workers != self.config.server.udp_workers {
+            tracing::warn!("udp_workers changed: it takes effect at the next restart");
+        }
+        if old.admin_tokens != self.config.admin_tokens {
+            if let Some(cell) = &self.admin_tokens {
+                cell.store(Arc::new(self.config.admin_tokens.clone()));
+            }
+            tracing::warn!(
+                tokens = self.config.admin_tokens.len(),
+                "[admin] tokens replaced"
+            );
+        }
+        if old.admin_limits != self.config.admin_limits {
+            tracing::warn!("[admin] limits changed: they take effect at the next restart");
         }
         if old.rrl != self.config.rrl
             || old.server.cookie_secret != self.config.server.cookie_secret

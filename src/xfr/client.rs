@@ -18,6 +18,10 @@ use crate::xfr::tsig::Keyring;
 pub const UDP_TIMEOUT: Duration = Duration::from_secs(2);
 /// A whole transfer must finish within this.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most bytes one transfer may bring (as much as a zone file may hold): a
+/// primary streaming records without end would otherwise fill memory
+/// within the timeout.
+pub const MAX_TRANSFER_BYTES: usize = 64 * 1024 * 1024;
 
 /// A request ready to send, and how to check its answers.
 struct Outgoing {
@@ -157,11 +161,20 @@ pub async fn transfer(
         stream.write_all(&out.bytes).await?;
         let mut end = End::default();
         let mut records: Vec<Record> = Vec::new();
+        let mut received = 0usize;
         loop {
             let len = stream
                 .read_u16()
                 .await
                 .context("the transfer ended early")?;
+            received = received.saturating_add(2 + usize::from(len));
+            if received > MAX_TRANSFER_BYTES {
+                bail!(
+                    "{} sent more than {} MiB for {origin} without ending the transfer; stopped reading",
+                    remote.addr,
+                    MAX_TRANSFER_BYTES >> 20
+                );
+            }
             let mut buf = vec![0u8; usize::from(len)];
             stream.read_exact(&mut buf).await?;
             let Some(m) = accept(&mut out, &buf, remote)? else {

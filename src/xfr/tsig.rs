@@ -114,6 +114,7 @@ pub fn check(keys: &Keyring, request: &Message, raw: &[u8], now: u64) -> Auth {
 }
 
 /// Signs the messages answering one request, in order.
+#[derive(Clone)]
 pub struct Signer {
     id: u16,
     key: Name,

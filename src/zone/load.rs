@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use hickory_proto::rr::{Name, Record};
+use hickory_proto::rr::{Name, Record, RecordType};
 use hickory_proto::serialize::txt::{Parser, parse_ttl};
 
 use super::entries::{Entries, Entry, flatten, words};
@@ -364,8 +364,10 @@ impl Loader<'_> {
             }
         };
         let mut any = false;
+        let mut rtype = None;
         for set in sets.into_values() {
             for mut record in set.into_iter() {
+                rtype.get_or_insert(record.record_type());
                 if inherit && let Some(owner) = &self.last_owner {
                     record.name = owner.clone();
                 }
@@ -385,7 +387,58 @@ impl Loader<'_> {
                 SYNTAX_HINT,
             );
         }
+        if let Some((rtype, extra)) =
+            rtype.and_then(|t| extra_words(text, entry.blank_owner, t).map(|n| (t, n)))
+        {
+            self.problem(
+                file,
+                line,
+                format!(
+                    "{rtype} record {:?} has {extra} word(s) after its data",
+                    first_line(entry.text)
+                ),
+                "remove them, or write each value as a record of its own line; a TTL goes before the type: `name ttl IN type data`",
+            );
+        }
     }
+}
+
+/// How many words follow the data of a record whose type takes a fixed
+/// number of them. hickory reads what the type needs and ignores the rest,
+/// so `www IN A 192.0.2.1 300` was served as 192.0.2.1 without a word;
+/// BIND, Knot and NSD refuse the line. None when there are none too many,
+/// or the line is not plain enough to count (escapes, generic `\#` data).
+fn extra_words(text: &str, blank_owner: bool, rtype: RecordType) -> Option<usize> {
+    let want = match rtype {
+        RecordType::A | RecordType::AAAA | RecordType::NS | RecordType::CNAME | RecordType::PTR => {
+            1
+        }
+        RecordType::MX => 2,
+        RecordType::SRV => 4,
+        RecordType::SOA => 7,
+        _ => return None,
+    };
+    let words = words(text);
+    if words.iter().any(|w| w.contains('\\')) {
+        return None;
+    }
+    let mnemonic = rtype.to_string();
+    let mut rest = words.iter().skip(usize::from(!blank_owner));
+    // A TTL and a class, in either order, may come before the type.
+    for _ in 0..3 {
+        let word = rest.next()?;
+        if word.eq_ignore_ascii_case(&mnemonic) {
+            let count = rest.count();
+            return count.checked_sub(want).filter(|n| *n > 0);
+        }
+        let class = ["IN", "CH", "HS", "CS"]
+            .iter()
+            .any(|c| word.eq_ignore_ascii_case(c));
+        if !class && !word.starts_with(|c: char| c.is_ascii_digit()) {
+            return None;
+        }
+    }
+    None
 }
 
 fn first_line(text: &str) -> &str {

@@ -318,6 +318,49 @@ www 60 IN A 192.0.2.1\n";
     }
 
     #[test]
+    fn words_after_fixed_record_data_are_refused() {
+        for (extra, line) in [
+            ("www2 IN A 192.0.2.1 300", "A record"),
+            ("www3 A 192.0.2.1 192.0.2.2", "A record"),
+            ("mx 300 IN MX 10 mail.example.com. 20 backup", "MX record"),
+            ("   IN AAAA ::1 ::2", "AAAA record"),
+            (
+                "alias IN CNAME www ; a comment is fine\nalias2 CNAME www extra",
+                "CNAME record",
+            ),
+        ] {
+            let text = format!("{GOOD}{extra}\n");
+            let err = parse_zone(&text, Path::new("z"), &origin()).unwrap_err();
+            assert!(err[0].message.contains(line), "{extra}: {err:?}");
+            assert!(
+                err[0].message.contains("after its data"),
+                "{extra}: {err:?}"
+            );
+        }
+        // What a fixed type allows, written every usual way, still loads.
+        let fine = format!(
+            "{GOOD}a2 IN A 192.0.2.3 ; comment\nIN 60 A 192.0.2.4\n\
+             m IN MX ( 10\n mail.example.com. ) ; x\n\
+             s 60 IN SRV 0 5 443 www\n\
+             t IN TXT \"a\" b c\n"
+        );
+        parse_zone(&fine, Path::new("z"), &origin()).unwrap();
+    }
+
+    #[test]
+    fn a_txt_record_without_a_string_is_refused() {
+        let text = format!("{GOOD}note IN TXT\n");
+        let err = parse_zone(&text, Path::new("z"), &origin()).unwrap_err();
+        assert_eq!(err[0].line, 6, "{err:?}");
+        assert!(
+            err[0].message.contains("holds no character-string"),
+            "{err:?}"
+        );
+        let text = format!("{GOOD}note IN TXT \"\"\n");
+        parse_zone(&text, Path::new("z"), &origin()).unwrap();
+    }
+
+    #[test]
     fn missing_ns_is_reported() {
         let text = "$TTL 300\n@ IN SOA ns1 hostmaster 7 7200 3600 1209600 60\n";
         let err = parse_zone(text, Path::new("z"), &origin()).unwrap_err();

@@ -25,6 +25,16 @@ pub const SPLIT_HINT: &str =
 pub fn rdata_len(record: &Record) -> Result<usize, (String, &'static str)> {
     let name = &record.name;
     if let RData::TXT(txt) = &record.data
+        && txt.txt_data.is_empty()
+    {
+        // RFC 1035 §3.3.14: one or more strings. Empty data is malformed on
+        // the wire; NSD refuses the line, and a secondary the transfer.
+        return Err((
+            format!("TXT record {name} holds no character-string"),
+            "give it a value in quotes, e.g. \"\" for an empty string",
+        ));
+    }
+    if let RData::TXT(txt) = &record.data
         && let Some(long) = txt.txt_data.iter().find(|s| s.len() > MAX_CHARACTER_STRING)
     {
         return Err((
