@@ -475,17 +475,19 @@ fn readyz_says_starting_until_the_first_probe_round_is_done() {
     );
     let port = free_port();
     let path = write_config(dir.path(), port, &config, ZONE);
+    let log = dir.path().join("serve.log");
     let child = std::process::Command::new(bin())
         .args(["serve", "--config"])
         .arg(&path)
-        .stderr(std::process::Stdio::null())
+        .env_remove("RUST_LOG")
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let s = Server {
+    let mut s = Server {
         child,
         addr: ([127, 0, 0, 1], port).into(),
         dir: dir.path().to_path_buf(),
-        log: dir.path().join("none"),
+        log,
     };
     let admin = s.admin_addr();
     let deadline = std::time::Instant::now() + DEADLINE;
@@ -501,7 +503,14 @@ fn readyz_says_starting_until_the_first_probe_round_is_done() {
                 other => panic!("{other:?}"),
             }
         }
-        assert!(std::time::Instant::now() < deadline, "never ready");
+        if let Some(status) = s.child.try_wait().unwrap() {
+            panic!("server exited ({status}); log:\n{}", s.log_text());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ready; log:\n{}",
+            s.log_text()
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(

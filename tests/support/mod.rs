@@ -58,12 +58,17 @@ impl Endpoint {
     }
 }
 
-/// A loopback port free for both UDP and TCP right now.
+/// A loopback port free for both UDP and TCP right now, from below the
+/// kernel's ephemeral range (32768 and up): the many client connections the
+/// tests open take their local ports from that range, and one of them
+/// holding the port when the server binds it (the DNS port only after the
+/// first probe round) made the server exit now and then.
 pub fn free_port() -> u16 {
     loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let port = rand::random_range(10_000..32_000);
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
             return port;
         }
     }
@@ -107,7 +112,10 @@ www IN A 192.0.2.10\n";
 pub fn write_config(dir: &Path, port: u16, config: &str, zone: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("zones")).unwrap();
     std::fs::write(dir.join("zones/example.com.zone"), zone).unwrap();
-    let admin = free_port();
+    // The OS may hand out the port just released for DNS: never share it.
+    let admin = std::iter::repeat_with(free_port)
+        .find(|&p| p != port)
+        .unwrap();
     let head = format!(
         "[server]\nlisten = [\"127.0.0.1:{port}\"]\nstate_dir = \"state\"\nudp_workers = 2\n\
          [admin]\nlisten = \"127.0.0.1:{admin}\"\n\
