@@ -12,6 +12,7 @@ pub mod fdlimit;
 pub mod health;
 pub mod loglimit;
 pub mod metrics;
+pub mod peer;
 pub mod serial;
 pub mod serve;
 pub mod snapshot;

@@ -5,9 +5,9 @@
 //! out of file descriptors) back off instead of spinning.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use hyper::server::conn::http1;
@@ -28,8 +28,6 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 /// How long accepting pauses after an error such as EMFILE.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// At most one log line per this long about accept errors.
-const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Serves `app` on `listener` until the listener fails for good (never, in
 /// practice: every accept error is retried after a pause).
@@ -45,7 +43,6 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(MAX_HEAD_BYTES);
-    let mut errors = AcceptErrors::default();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -56,7 +53,12 @@ pub async fn serve(
                     e.kind(),
                     std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
                 ) {
-                    errors.log(&e);
+                    crate::packet_log!(
+                        error,
+                        error = %e,
+                        "cannot accept admin API connections; pausing {}ms",
+                        ACCEPT_BACKOFF.as_millis()
+                    );
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
                 continue;
@@ -113,25 +115,9 @@ pub async fn serve(
     }
 }
 
-/// Open connections per source: an address, or an IPv6 /64 (one host's
-/// usual share).
+/// Open connections per source (`peer::source_key`).
 #[derive(Default)]
 struct Sources(Mutex<HashMap<IpAddr, usize>>);
-
-impl Sources {
-    fn key(ip: IpAddr) -> IpAddr {
-        match ip {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => {
-                    let s = v6.segments();
-                    IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-                }
-            },
-            v4 => v4,
-        }
-    }
-}
 
 /// What a served connection holds; given back when it ends.
 struct Held {
@@ -149,7 +135,7 @@ impl Held {
         permit: OwnedSemaphorePermit,
         metrics: &Arc<Metrics>,
     ) -> Option<Held> {
-        let key = Sources::key(ip);
+        let key = crate::peer::source_key(ip);
         let mut map = sources.0.lock().unwrap_or_else(|e| e.into_inner());
         let n = map.entry(key).or_insert(0);
         if *n >= max_per_source {
@@ -189,32 +175,4 @@ fn refuse(stream: TcpStream, message: &str) {
         body.len()
     );
     let _ = stream.try_write(reply.as_bytes());
-}
-
-/// Logs accept errors at most once per `ACCEPT_LOG_EVERY`, counting the rest.
-#[derive(Default)]
-struct AcceptErrors {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl AcceptErrors {
-    fn log(&mut self, e: &std::io::Error) {
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|t| now.duration_since(t) < ACCEPT_LOG_EVERY)
-        {
-            self.suppressed = self.suppressed.saturating_add(1);
-            return;
-        }
-        tracing::error!(
-            error = %e,
-            suppressed = self.suppressed,
-            "cannot accept admin API connections; pausing {}ms",
-            ACCEPT_BACKOFF.as_millis()
-        );
-        self.last = Some(now);
-        self.suppressed = 0;
-    }
 }

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,9 +41,6 @@ pub struct TcpLimits {
 /// resources (EMFILE, ENFILE, ENOBUFS, ENOMEM): long enough not to spin,
 /// short enough that clients barely notice once descriptors free up.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-/// At most one log line per kind of event in this period; the next one
-/// says how many were left out.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 /// Connections told to make room but not closed yet; each holds a
 /// descriptor from the reserve, so they are few.
 const MAX_EVICTING: usize = 64;
@@ -62,8 +59,6 @@ pub struct TcpFront {
     open: Mutex<Counts>,
     stop: CancellationToken,
     tasks: TaskTracker,
-    refused_log: LogGate,
-    accept_log: LogGate,
     epoch: Instant,
 }
 
@@ -85,18 +80,6 @@ struct ConnState {
     idle_since: AtomicU64,
     /// Cancelled to close it and make room for a new connection.
     evict: CancellationToken,
-}
-
-/// The key a source is counted under: an IPv4 address, or an IPv6 /64
-/// (one host usually holds a whole /64).
-fn source_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(a) => {
-            let s = a.segments();
-            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-        }
-    }
 }
 
 /// Holds one connection's place in the counts; gives it back when dropped.
@@ -141,8 +124,6 @@ impl TcpFront {
             open: Mutex::new(Counts::default()),
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            refused_log: LogGate::default(),
-            accept_log: LogGate::default(),
             epoch: Instant::now(),
         })
     }
@@ -164,7 +145,7 @@ impl TcpFront {
     /// its idle timeout under load the same way). Connections answering are
     /// never chosen.
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, TcpDrop> {
-        let key = source_key(ip);
+        let key = crate::peer::source_key(ip);
         let now = self.now_ms();
         let mut open = self.counts();
         let from_source = open.per_source.get(&key).copied().unwrap_or(0);
@@ -252,16 +233,14 @@ impl TcpFront {
         // RST rather than FIN: nothing lingers in TIME_WAIT.
         let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
         drop(stream);
-        if let Some(suppressed) = self.refused_log.open() {
-            tracing::warn!(
-                %peer,
-                cap = reason.label(),
-                max_connections = self.limits.max_connections,
-                max_per_source = self.limits.max_per_source,
-                suppressed,
-                "TCP connection refused: at a connection cap"
-            );
-        }
+        crate::packet_log!(
+            warn,
+            %peer,
+            cap = reason.label(),
+            max_connections = self.limits.max_connections,
+            max_per_source = self.limits.max_per_source,
+            "TCP connection refused: at a connection cap"
+        );
     }
 
     /// accept() failed: out of descriptors or memory means pause (the
@@ -275,9 +254,7 @@ impl TcpFront {
             return;
         }
         self.metrics.tcp_accept_error();
-        if let Some(suppressed) = self.accept_log.open() {
-            tracing::warn!(error = %e, suppressed, backoff = ?ACCEPT_BACKOFF, "TCP accept failed; pausing");
-        }
+        crate::packet_log!(warn, error = %e, backoff = ?ACCEPT_BACKOFF, "TCP accept failed; pausing");
         tokio::select! {
             () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
             () = self.stop.cancelled() => {}
@@ -463,57 +440,5 @@ async fn write_message(
             Err(false)
         }
         Err(_) => Err(true),
-    }
-}
-
-/// Lets one log line through per `LOG_EVERY`, counting the ones it holds back.
-#[derive(Default)]
-struct LogGate {
-    state: Mutex<Option<(Instant, u64)>>,
-}
-
-impl LogGate {
-    /// Some(suppressed since the last line) when a line may be written now.
-    fn open(&self) -> Option<u64> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        match state.as_mut() {
-            Some((last, suppressed)) if now.duration_since(*last) < LOG_EVERY => {
-                *suppressed = suppressed.saturating_add(1);
-                None
-            }
-            Some((last, suppressed)) => {
-                let n = *suppressed;
-                *last = now;
-                *suppressed = 0;
-                Some(n)
-            }
-            None => {
-                *state = Some((now, 0));
-                Some(0)
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ipv6_sources_count_by_64() {
-        let a: IpAddr = "2001:db8:1:2:3:4:5:6".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
-        assert_eq!(source_key(a), source_key(b));
-        let v4: IpAddr = "192.0.2.7".parse().unwrap();
-        assert_eq!(source_key(v4), v4);
-    }
-
-    #[test]
-    fn the_log_gate_counts_what_it_holds_back() {
-        let gate = LogGate::default();
-        assert_eq!(gate.open(), Some(0));
-        assert_eq!(gate.open(), None);
-        assert_eq!(gate.open(), None);
     }
 }
