@@ -5,7 +5,7 @@
 mod support;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -34,16 +34,6 @@ fn start(dir: &Path, admin: &str) -> Server {
     );
     std::fs::write(&path, text).unwrap();
     Server::start_with(dir, &path, port)
-}
-
-/// A TCP connection to `to` from the loopback address `from`.
-fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    s.bind(&SocketAddr::from((from, 0)).into()).unwrap();
-    s.connect(&to.into()).unwrap();
-    let s: TcpStream = s.into();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s
 }
 
 /// Reads one response (head, then Content-Length bytes): status and body.
@@ -109,33 +99,6 @@ fn head(method: &str, path: &str, auth: Option<&str>, length: usize) -> String {
     )
 }
 
-/// The value of the sample `name` (with its labels) in a metrics text.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-}
-
-/// Polls until the server has closed `s` (EOF or reset); how long it took.
-fn wait_closed(s: &mut TcpStream, within: Duration) -> Duration {
-    let start = Instant::now();
-    s.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let mut buf = [0u8; 512];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return start.elapsed(),
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(_) => return start.elapsed(),
-        }
-        assert!(
-            start.elapsed() < within,
-            "connection still open after {within:?}"
-        );
-    }
-}
-
 /// True when the server turned the connection away at once: a 503, or
 /// closed without an answer.
 fn turned_away(s: &mut TcpStream) -> bool {
@@ -185,7 +148,7 @@ fn slow_and_idle_connections_are_closed_after_the_header_timeout() {
 
     let (_, metrics) = s.get("/metrics");
     assert!(
-        metric(
+        metric_in(
             &metrics,
             "txtfailover_admin_requests_rejected_total{reason=\"header_timeout\"}"
         ) >= 1.0,
@@ -203,7 +166,7 @@ fn connections_beyond_the_caps_are_turned_away() {
     let admin = s.admin_addr();
 
     // An operator connected before the flood, kept alive.
-    let mut operator = connect_from([127, 0, 0, 1], admin);
+    let mut operator = connect_from(Ipv4Addr::new(127, 0, 0, 1), admin).unwrap();
     let pin = |s: &mut TcpStream, reason: &str| {
         let body = format!(r#"{{"target": "us-east-1", "reason": "{reason}"}}"#);
         write!(
@@ -221,17 +184,17 @@ fn connections_beyond_the_caps_are_turned_away() {
     // another source is still served.
     let mut flood: Vec<TcpStream> = (0..4)
         .map(|_| {
-            let mut c = connect_from([127, 0, 0, 2], admin);
+            let mut c = connect_from(Ipv4Addr::new(127, 0, 0, 2), admin).unwrap();
             c.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
             c
         })
         .collect();
-    let mut fifth = connect_from([127, 0, 0, 2], admin);
+    let mut fifth = connect_from(Ipv4Addr::new(127, 0, 0, 2), admin).unwrap();
     assert!(
         turned_away(&mut fifth),
         "a fifth connection from one source"
     );
-    let mut other = connect_from([127, 0, 0, 3], admin);
+    let mut other = connect_from(Ipv4Addr::new(127, 0, 0, 3), admin).unwrap();
     other
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n")
         .unwrap();
@@ -240,11 +203,11 @@ fn connections_beyond_the_caps_are_turned_away() {
     // 8 in all (operator, 4 from .2, 3 from .3): the next one is turned away.
     flood.push(other);
     for _ in 0..2 {
-        let mut c = connect_from([127, 0, 0, 3], admin);
+        let mut c = connect_from(Ipv4Addr::new(127, 0, 0, 3), admin).unwrap();
         c.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
         flood.push(c);
     }
-    let mut ninth = connect_from([127, 0, 0, 4], admin);
+    let mut ninth = connect_from(Ipv4Addr::new(127, 0, 0, 4), admin).unwrap();
     assert!(turned_away(&mut ninth), "a ninth connection in all");
 
     // The operator's connection still works.
@@ -254,7 +217,7 @@ fn connections_beyond_the_caps_are_turned_away() {
     drop(flood);
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let mut c = connect_from([127, 0, 0, 4], admin);
+        let mut c = connect_from(Ipv4Addr::new(127, 0, 0, 4), admin).unwrap();
         c.write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
             .unwrap();
         let mut text = String::new();
@@ -262,7 +225,7 @@ fn connections_beyond_the_caps_are_turned_away() {
             for reason in ["max_per_source", "max_connections"] {
                 let name =
                     format!("txtfailover_admin_connections_refused_total{{reason=\"{reason}\"}}");
-                assert!(metric(&text, &name) >= 1.0, "{text}");
+                assert!(metric_in(&text, &name) >= 1.0, "{text}");
             }
             break;
         }

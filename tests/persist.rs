@@ -42,14 +42,6 @@ fn persisted_serial(dir: &Path) -> u32 {
 }
 
 /// The value of a metric line starting with `prefix` (0 when absent).
-fn metric(s: &Server, prefix: &str) -> u64 {
-    let (_, text) = s.get("/metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 const FAILURES: &str = "txtfailover_state_persist_failures_total{file=\"serials\"}";
 
 fn wait_until(s: &Server, what: &str, mut ok: impl FnMut() -> bool) {
@@ -101,8 +93,8 @@ fn a_failover_waits_for_its_serial_to_be_persisted() {
     assert_eq!(v["aliases"][0]["answer"], "PDX1", "{status}");
     assert_eq!(v["aliases"][0]["pending"], "IAD2", "{status}");
     assert_eq!(v["aliases"][0]["serial"], serial0, "{status}");
-    assert!(metric(&s, FAILURES) >= 1);
-    assert_eq!(metric(&s, "txtfailover_state_persist_ok"), 0);
+    assert!(s.metric(FAILURES) >= 1.0);
+    assert_eq!(s.metric("txtfailover_state_persist_ok"), 0.0);
     let (ok, out, err) = cli(&["status", "--admin", &format!("http://{}", s.admin_addr())]);
     assert!(ok, "{err}");
     assert!(
@@ -110,7 +102,7 @@ fn a_failover_waits_for_its_serial_to_be_persisted() {
         "{out}"
     );
     // It retries on its own (backoff from 1 s), still holding the change.
-    wait_until(&s, "a retry", || metric(&s, FAILURES) >= 2);
+    wait_until(&s, "a retry", || s.metric(FAILURES) >= 2.0);
     assert_eq!(s.txt("desktop.example.com."), ["PDX1"]);
     assert_eq!(s.serial(), serial0);
 
@@ -122,7 +114,7 @@ fn a_failover_waits_for_its_serial_to_be_persisted() {
     assert_eq!(persisted_serial(dir.path()), serial1);
     let (code, body) = s.get("/readyz");
     assert_eq!(code, 200, "{body}");
-    assert_eq!(metric(&s, "txtfailover_state_persist_ok"), 1);
+    assert_eq!(s.metric("txtfailover_state_persist_ok"), 1.0);
     assert!(s.log_text().contains("serials persisted again"));
 
     // A restart serves no lower serial than any served before.

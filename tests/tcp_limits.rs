@@ -6,14 +6,13 @@
 mod support;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::RecordType;
-use socket2::{Domain, Socket, Type};
 use support::*;
 
 /// Starts `serve` with its open-files limit (soft and hard) at `limit`.
@@ -56,17 +55,6 @@ targets = [
     )
 }
 
-/// A TCP connection to `to` from the loopback address `from`.
-fn connect_from(from: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
-    s.bind(&SocketAddr::new(IpAddr::V4(from), 0).into())?;
-    s.connect_timeout(&to.into(), Duration::from_secs(2))?;
-    let s: TcpStream = s.into();
-    s.set_read_timeout(Some(Duration::from_secs(3)))?;
-    s.set_write_timeout(Some(Duration::from_secs(3)))?;
-    Ok(s)
-}
-
 fn frame(m: &Message) -> Vec<u8> {
     let bytes = m.to_vec().unwrap();
     let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
@@ -84,24 +72,6 @@ fn read_framed(s: &mut TcpStream) -> Option<Vec<u8>> {
     Some(buf)
 }
 
-/// Waits until the server closes `s`; how long that took. Panics if it is
-/// still open after `limit`, or if it sends anything.
-fn wait_closed(s: &mut TcpStream, limit: Duration) -> Duration {
-    let start = Instant::now();
-    s.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let mut buf = [0u8; 512];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return start.elapsed(),
-            Ok(n) => panic!("the server sent {n} bytes"),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(_) => return start.elapsed(),
-        }
-        assert!(start.elapsed() < limit, "still open after {limit:?}");
-    }
-}
-
 fn txt_query_frame() -> Vec<u8> {
     frame(&plain_query("desktop.example.com.", RecordType::TXT))
 }
@@ -112,14 +82,6 @@ enum Kind {
     Slow,
     /// Sends a whole query every other round and reads what comes back.
     KeepAlive,
-}
-
-/// Counts `name{labels} value` lines of the metrics text.
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 fn raise_own_fd_limit() {
@@ -230,10 +192,10 @@ fn held_connections_cost_no_answer() {
 
     let (code, metrics) = server.get("/metrics");
     assert_eq!(code, 200);
-    let open = metric(&metrics, "txtfailover_tcp_connections ");
+    let open = metric_in(&metrics, "txtfailover_tcp_connections ");
     assert!(open <= 1024.0 - 256.0, "{open} connections open");
     assert!(
-        metric(
+        metric_in(
             &metrics,
             "txtfailover_tcp_connections_dropped_total{reason=\"source_cap\"}"
         ) >= 84.0,
@@ -241,10 +203,10 @@ fn held_connections_cost_no_answer() {
     );
     // 1,016 connections within the per-source caps, 761 places: the rest
     // were refused, or closed the connection idle longest.
-    let at_total_cap = metric(
+    let at_total_cap = metric_in(
         &metrics,
         "txtfailover_tcp_connections_dropped_total{reason=\"total_cap\"}",
-    ) + metric(
+    ) + metric_in(
         &metrics,
         "txtfailover_tcp_connections_dropped_total{reason=\"pressure\"}",
     );
@@ -252,7 +214,7 @@ fn held_connections_cost_no_answer() {
     let log = server.log_text();
     assert!(!log.contains("to=Down"), "a check went down:\n{log}");
     assert!(!log.contains("Too many open files"), "{log}");
-    assert_eq!(metric(&metrics, "txtfailover_check_up{"), 2.0);
+    assert_eq!(metric_in(&metrics, "txtfailover_check_up{"), 2.0);
     drop(held);
 }
 
@@ -316,14 +278,16 @@ fn idle_and_slow_connections_are_closed_after_the_idle_timeout() {
 
     // Silent from the start.
     let mut idle = TcpStream::connect(addr).unwrap();
-    let took = wait_closed(&mut idle, limit);
+    let (took, sent) = wait_closed(&mut idle, limit);
+    assert_eq!(sent, 0, "the server sent {sent} bytes");
     assert!(took >= Duration::from_millis(700), "closed after {took:?}");
 
     // Silent after an answer.
     let mut after = TcpStream::connect(addr).unwrap();
     after.write_all(&txt_query_frame()).unwrap();
     assert!(read_framed(&mut after).is_some());
-    wait_closed(&mut after, limit);
+    let (_, sent) = wait_closed(&mut after, limit);
+    assert_eq!(sent, 0, "the server sent {sent} bytes");
 
     // A byte every 300 ms never makes a whole query: closed all the same.
     let mut slow = TcpStream::connect(addr).unwrap();
@@ -352,7 +316,7 @@ fn idle_and_slow_connections_are_closed_after_the_idle_timeout() {
     );
     let (_, metrics) = server.get("/metrics");
     assert!(
-        metric(
+        metric_in(
             &metrics,
             "txtfailover_tcp_connections_dropped_total{reason=\"idle_timeout\"}"
         ) >= 3.0,
@@ -417,7 +381,7 @@ fn keep_alive_connections_are_closed_at_the_lifetime_and_query_caps() {
     let (_, metrics) = server.get("/metrics");
     for reason in ["lifetime", "query_cap"] {
         assert!(
-            metric(
+            metric_in(
                 &metrics,
                 &format!("txtfailover_tcp_connections_dropped_total{{reason=\"{reason}\"}}")
             ) >= 1.0,
@@ -441,7 +405,8 @@ fn responses_sent_over_tcp_get_no_answer() {
         let mut s = TcpStream::connect(addr).unwrap();
         s.write_all(&(bytes.len() as u16).to_be_bytes()).unwrap();
         s.write_all(&bytes).unwrap();
-        wait_closed(&mut s, Duration::from_secs(3));
+        let (_, sent) = wait_closed(&mut s, Duration::from_secs(3));
+        assert_eq!(sent, 0, "the server sent {sent} bytes");
     }
     // An unreadable query still gets FORMERR, and the connection stays
     // usable.

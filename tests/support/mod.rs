@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -441,4 +441,60 @@ fn read_head(r: &mut impl Read) -> Option<String> {
         }
     }
     Some(String::from_utf8_lossy(&req).into_owned())
+}
+
+/// The sum of the samples in Prometheus text whose line starts with
+/// `prefix` (a name, or a name with some or all of its labels); 0 for none.
+pub fn metric_in(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+impl Server {
+    /// `metric_in` on this server's `/metrics`.
+    pub fn metric(&self, prefix: &str) -> f64 {
+        let (code, text) = self.get("/metrics");
+        assert_eq!(code, 200, "{text}");
+        metric_in(&text, prefix)
+    }
+}
+
+/// A TCP connection to `to` from the loopback address `from` (127.0.0.0/8
+/// holds many), with read and write timeouts.
+pub fn connect_from(from: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    s.bind(&SocketAddr::new(IpAddr::V4(from), 0).into())?;
+    s.connect_timeout(&to.into(), Duration::from_secs(2))?;
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    Ok(s)
+}
+
+/// Polls until the server has closed `s` (EOF or reset), failing after
+/// `within`: how long it took, and how many bytes came before the close.
+pub fn wait_closed(s: &mut TcpStream, within: Duration) -> (Duration, usize) {
+    let start = Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let mut seen = 0;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (start.elapsed(), seen),
+            Ok(n) => seen += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return (start.elapsed(), seen),
+        }
+        assert!(
+            start.elapsed() < within,
+            "connection still open after {within:?}"
+        );
+    }
 }
