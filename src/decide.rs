@@ -30,17 +30,53 @@ pub enum Failback {
 pub struct Policy {
     pub all_down: AllDown,
     pub failback: Failback,
+    /// How long a better target must stay healthy before answers move back;
+    /// the engine passes the alias's current, damped value.
     pub failback_after: Duration,
+    /// The ceiling of the damped `failback_after`.
+    pub failback_after_max: Duration,
+    /// Calm on one answer after which the damping starts over.
+    pub failback_reset: Duration,
 }
+
+/// The shipped `failback_after`: the smallest round value for which a
+/// Region flapping with any period moves users at most 6 times in any hour
+/// (see the simulation in `engine::sim`).
+pub const DEFAULT_FAILBACK_AFTER: Duration = Duration::from_secs(600);
 
 impl Default for Policy {
     fn default() -> Self {
         Policy {
             all_down: AllDown::Primary,
             failback: Failback::Auto,
-            failback_after: Duration::from_secs(120),
+            failback_after: DEFAULT_FAILBACK_AFTER,
+            failback_after_max: DEFAULT_FAILBACK_AFTER.saturating_mul(16),
+            failback_reset: Duration::from_secs(3600),
         }
     }
+}
+
+impl Policy {
+    /// `failback_after` after `level` failbacks in a row: doubled each time,
+    /// up to `failback_after_max`.
+    pub fn damped(&self, level: u32) -> Duration {
+        let factor = 1u32.checked_shl(level).unwrap_or(u32::MAX);
+        self.failback_after
+            .saturating_mul(factor)
+            .min(self.failback_after_max.max(self.failback_after))
+    }
+}
+
+/// Why no answer may move right now, whatever the targets' health says: the
+/// evidence points at the prober, not at the Regions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Nothing holds the answer.
+    None,
+    /// Every target's checks began failing within one interval of each other.
+    Isolated,
+    /// A canary check (something that is not a Region) is failing.
+    Canary,
 }
 
 /// A target's health as the decision sees it.
@@ -49,6 +85,10 @@ pub struct TargetHealth {
     pub healthy: bool,
     /// When it last became healthy (meaningful only when `healthy`).
     pub since: Instant,
+    /// The prober reached it while the answered target was failing (or it
+    /// has no probe results to judge by). Only a confirmed target may take
+    /// over from a failed one: otherwise the prober may be the one cut off.
+    pub confirmed: bool,
 }
 
 /// What an alias answers.
@@ -79,6 +119,11 @@ pub enum Reason {
     AllDown(AllDown),
     /// An operator pinned the alias to this target.
     Override,
+    /// The answered target is unhealthy, but the prober has not yet reached
+    /// the candidate while the answered one was failing.
+    Unconfirmed { from: usize, candidate: usize },
+    /// The evidence points at the prober; the answer is kept.
+    Held(Hold),
 }
 
 impl fmt::Display for Reason {
@@ -115,6 +160,21 @@ impl fmt::Display for Reason {
                 write!(f, "all targets unhealthy: answering SERVFAIL")
             }
             Reason::Override => write!(f, "pinned by an operator override"),
+            Reason::Unconfirmed { from, candidate } => write!(
+                f,
+                "target #{from} is unhealthy; waiting until target #{candidate} answers a probe while #{from} fails (the prober may be the one cut off)"
+            ),
+            Reason::Held(Hold::Isolated) => write!(
+                f,
+                "prober isolated: every target began failing within one interval; keeping the answer"
+            ),
+            Reason::Held(Hold::Canary) => {
+                write!(
+                    f,
+                    "canary check failing: the prober is cut off; keeping the answer"
+                )
+            }
+            Reason::Held(Hold::None) => write!(f, "kept"),
         }
     }
 }
@@ -137,6 +197,7 @@ pub fn decide(
     policy: &Policy,
     targets: &[TargetHealth],
     previous: Option<Answer>,
+    hold: Hold,
     now: Instant,
 ) -> Decision {
     let settled = |answer, reason| Decision {
@@ -144,6 +205,15 @@ pub fn decide(
         reason,
         recheck_at: None,
     };
+    let known = |a: Answer| match a {
+        Answer::Target(i) => i < targets.len(),
+        Answer::NoData | Answer::ServFail => true,
+    };
+    if hold != Hold::None
+        && let Some(kept) = previous.filter(|&a| known(a))
+    {
+        return settled(kept, Reason::Held(hold));
+    }
     let Some(best) = targets.iter().position(|t| t.healthy) else {
         let answer = match policy.all_down {
             AllDown::Primary => Answer::Target(0),
@@ -160,7 +230,18 @@ pub fn decide(
         None => return settled(Answer::Target(best), Reason::Initial),
         Some(Answer::Target(i)) if i < targets.len() && targets[i].healthy => i,
         Some(Answer::Target(i)) if i < targets.len() => {
-            return settled(Answer::Target(best), Reason::Failover { from: i });
+            // Only to a destination the prober has been seen to reach while
+            // the answered target failed.
+            return match targets.iter().position(|t| t.healthy && t.confirmed) {
+                Some(to) => settled(Answer::Target(to), Reason::Failover { from: i }),
+                None => settled(
+                    Answer::Target(i),
+                    Reason::Unconfirmed {
+                        from: i,
+                        candidate: best,
+                    },
+                ),
+            };
         }
         // Recovering from an all-down answer (NODATA, SERVFAIL, or an unhealthy
         // target): the best healthy target at once.
@@ -179,15 +260,24 @@ pub fn decide(
     // Move to the best target that has been healthy long enough, if any. A
     // wait past the clock's range never comes due.
     let due = |i: usize| targets[i].since.checked_add(policy.failback_after);
+    // When the next healthy target better than `than` comes due: after a
+    // move, a still better one keeps its own timer.
+    let next_due = |than: usize| {
+        (0..than)
+            .filter(|&i| targets[i].healthy)
+            .filter_map(due)
+            .filter(|&at| at > now)
+            .min()
+    };
     let ready = (0..current).find(|&i| targets[i].healthy && due(i).is_some_and(|at| at <= now));
     if let Some(i) = ready {
-        return settled(Answer::Target(i), Reason::Failback { from: current });
+        return Decision {
+            answer: Answer::Target(i),
+            reason: Reason::Failback { from: current },
+            recheck_at: next_due(i),
+        };
     }
-    let Some(at) = (0..current)
-        .filter(|&i| targets[i].healthy)
-        .filter_map(due)
-        .min()
-    else {
+    let Some(at) = next_due(current) else {
         return settled(Answer::Target(current), Reason::Steady);
     };
     Decision {

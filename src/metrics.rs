@@ -31,6 +31,7 @@ pub struct Metrics {
     notifies: Family<Labels, Counter>,
     /// The admin API's connections and rejected requests.
     pub admin: crate::admin::AdminMetrics,
+    pub engine: crate::engine::EngineMetrics,
     persist_failures: Family<Labels, Counter>,
     persist_ok: Gauge,
     /// Rate-limited UDP responses by class: dropped, then slipped.
@@ -183,6 +184,7 @@ impl Metrics {
             notifies.clone(),
         );
         let admin = crate::admin::AdminMetrics::register(&mut registry);
+        let engine = crate::engine::EngineMetrics::register(&mut registry);
         let persist_failures = Family::default();
         registry.register(
             "state_persist_failures",
@@ -261,6 +263,7 @@ impl Metrics {
             transfer_messages,
             notifies,
             admin,
+            engine,
             persist_failures,
             persist_ok,
             rrl_dropped,

@@ -35,6 +35,7 @@ pub struct StateStore {
 
 const FILE: &str = "serials.json";
 const OVERRIDES: &str = "overrides.json";
+const DECISIONS: &str = "decisions.json";
 
 impl StateStore {
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
@@ -66,6 +67,19 @@ impl StateStore {
 
     pub fn save_overrides(&self, overrides: &Overrides) -> anyhow::Result<()> {
         self.write_json(OVERRIDES, overrides)
+    }
+
+    /// The decision memory (answers, failback parking, check states): a
+    /// corrupt file is an error the caller may log and start without.
+    pub fn load_decisions<T: DeserializeOwned + Default>(&self) -> anyhow::Result<T> {
+        self.read_json(
+            DECISIONS,
+            "it is rewritten within seconds; remove it to start afresh",
+        )
+    }
+
+    pub fn save_decisions<T: Serialize>(&self, memory: &T) -> anyhow::Result<()> {
+        self.write_json(DECISIONS, memory)
     }
 
     fn read_json<T: DeserializeOwned + Default>(&self, file: &str, fix: &str) -> anyhow::Result<T> {

@@ -13,6 +13,8 @@ pub struct StatusView {
     pub zones: Vec<ZoneView>,
     /// Whether the served serials are on disk; answer changes wait while not.
     pub state: StateView,
+    /// A canary check fails: no answer moves.
+    pub canary_failing: bool,
 }
 
 /// Persistence of serials in `state_dir`. While a write fails nothing new is
@@ -66,6 +68,8 @@ pub struct AliasView {
     /// The operator's pin, if any.
     #[serde(rename = "override")]
     pub override_: Option<crate::state::Override>,
+    /// Every target began failing together: the answer is held.
+    pub prober_isolated: bool,
     pub targets: Vec<TargetView>,
 }
 
@@ -74,6 +78,11 @@ pub struct PolicyView {
     pub all_down: String,
     pub failback: String,
     pub failback_after: String,
+    /// The wait a failback is under now: doubled by each failback in a
+    /// row, up to `failback_after_max`, back after `failback_reset` of calm.
+    pub failback_after_now: String,
+    pub failback_after_max: String,
+    pub failback_reset: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -81,6 +90,9 @@ pub struct TargetView {
     pub region: String,
     pub connection_id: String,
     pub healthy: bool,
+    /// Seen working while the answered target failed (or nothing to judge
+    /// by): only a confirmed target may take over from a failed one.
+    pub confirmed: bool,
     pub checks: Vec<String>,
 }
 

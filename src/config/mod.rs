@@ -1622,7 +1622,11 @@ impl Validator<'_> {
                 Some(s) if s.get_ref().trim() == "0s" || s.get_ref().trim() == "0" => {
                     Duration::ZERO
                 }
-                other => self.duration("failback_after", other.as_ref(), Duration::from_secs(120)),
+                other => self.duration(
+                    "failback_after",
+                    other.as_ref(),
+                    crate::decide::DEFAULT_FAILBACK_AFTER,
+                ),
             };
             let mut targets: Vec<TargetSpec> = Vec::new();
             if a.targets.get_ref().is_empty() {
@@ -1698,6 +1702,8 @@ impl Validator<'_> {
                     all_down,
                     failback,
                     failback_after,
+                    failback_after_max: failback_after.saturating_mul(16),
+                    failback_reset: Duration::from_secs(3600),
                 },
                 targets,
             });

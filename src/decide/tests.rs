@@ -7,6 +7,8 @@ fn policy(all_down: AllDown, failback: Failback) -> Policy {
         all_down,
         failback,
         failback_after: AFTER,
+        failback_after_max: AFTER * 16,
+        failback_reset: Duration::from_secs(3600),
     }
 }
 
@@ -19,14 +21,17 @@ fn targets(pattern: &str, now: Instant) -> Vec<TargetHealth> {
             'U' => TargetHealth {
                 healthy: true,
                 since: now - AFTER * 2,
+                confirmed: true,
             },
             'u' => TargetHealth {
                 healthy: true,
                 since: now - Duration::from_secs(1),
+                confirmed: true,
             },
             'D' => TargetHealth {
                 healthy: false,
                 since: now - AFTER * 2,
+                confirmed: true,
             },
             other => panic!("bad pattern {other}"),
         })
@@ -36,7 +41,7 @@ fn targets(pattern: &str, now: Instant) -> Vec<TargetHealth> {
 fn answer(p: &Policy, pattern: &str, previous: Option<Answer>) -> Decision {
     // A fixed point far enough from the process start that subtraction works.
     let now = Instant::now() + AFTER * 4;
-    decide(p, &targets(pattern, now), previous, now)
+    decide(p, &targets(pattern, now), previous, Hold::None, now)
 }
 
 use Answer::{NoData, ServFail, Target};
@@ -83,11 +88,23 @@ fn failover_is_immediate_and_says_from_where() {
 fn pending_failback_names_when_to_look_again() {
     let now = Instant::now() + AFTER * 4;
     let t = targets("uU", now);
-    let d = decide(&Policy::default(), &t, Some(Target(1)), now);
+    let d = decide(
+        &policy(AllDown::Primary, Failback::Auto),
+        &t,
+        Some(Target(1)),
+        Hold::None,
+        now,
+    );
     assert_eq!(d.answer, Target(1));
     assert_eq!(d.recheck_at, Some(t[0].since + AFTER));
     // At that moment the failback happens.
-    let later = decide(&Policy::default(), &t, Some(Target(1)), t[0].since + AFTER);
+    let later = decide(
+        &policy(AllDown::Primary, Failback::Auto),
+        &t,
+        Some(Target(1)),
+        Hold::None,
+        t[0].since + AFTER,
+    );
     assert_eq!(later.answer, Target(0));
     assert_eq!(later.reason, Reason::Failback { from: 1 });
 }
@@ -184,13 +201,110 @@ fn a_failback_wait_past_the_clock_never_comes_due_and_never_panics() {
         TargetHealth {
             healthy: true,
             since: now,
+            confirmed: true,
         },
         TargetHealth {
             healthy: true,
             since: now,
+            confirmed: true,
         },
     ];
-    let d = decide(&policy, &targets, Some(Answer::Target(1)), now);
+    let d = decide(&policy, &targets, Some(Answer::Target(1)), Hold::None, now);
     assert_eq!(d.answer, Answer::Target(1));
     assert_eq!(d.recheck_at, None);
+}
+
+/// Targets as `targets` makes them, with confirmation per target.
+fn confirmed(pattern: &str, confirmed: &[bool], now: Instant) -> Vec<TargetHealth> {
+    targets(pattern, now)
+        .into_iter()
+        .zip(confirmed)
+        .map(|(t, &c)| TargetHealth { confirmed: c, ..t })
+        .collect()
+}
+
+#[test]
+fn failover_waits_for_a_confirmed_destination() {
+    let now = Instant::now() + AFTER * 4;
+    let p = Policy::default();
+    let t = confirmed("DUU", &[false, false, true], now);
+    let d = decide(&p, &t, Some(Target(0)), Hold::None, now);
+    assert_eq!(d.answer, Target(2), "the best confirmed target: {d:?}");
+    let t = confirmed("DU", &[true, false], now);
+    let d = decide(&p, &t, Some(Target(0)), Hold::None, now);
+    assert_eq!(d.answer, Target(0));
+    assert_eq!(
+        d.reason,
+        Reason::Unconfirmed {
+            from: 0,
+            candidate: 1
+        }
+    );
+    // At start nothing was answered: the best healthy target, confirmed or not.
+    assert_eq!(decide(&p, &t, None, Hold::None, now).answer, Target(1));
+    // Recovering from NODATA needs no confirmation either.
+    assert_eq!(
+        decide(&p, &t, Some(NoData), Hold::None, now).answer,
+        Target(1)
+    );
+}
+
+#[test]
+fn a_hold_keeps_any_answer() {
+    let now = Instant::now() + AFTER * 4;
+    let p = policy(AllDown::NoData, Failback::Auto);
+    for hold in [Hold::Isolated, Hold::Canary] {
+        for (pattern, previous) in [
+            ("DD", Target(1)),
+            ("DU", Target(0)),
+            ("UU", Target(1)),
+            ("UU", NoData),
+        ] {
+            let d = decide(&p, &targets(pattern, now), Some(previous), hold, now);
+            assert_eq!(d.answer, previous, "{hold:?} {pattern}");
+            assert_eq!(d.reason, Reason::Held(hold));
+        }
+        // Nothing answered yet: a hold has nothing to keep.
+        let d = decide(&p, &targets("DU", now), None, hold, now);
+        assert_eq!(d.answer, Target(1));
+    }
+}
+
+#[test]
+fn a_failback_to_the_second_best_keeps_the_timer_of_the_best() {
+    // Three Regions: #2 answered, #1 healthy for long, #0 only just now.
+    let now = Instant::now() + AFTER * 4;
+    let t = targets("uUU", now);
+    let d = decide(
+        &policy(AllDown::Primary, Failback::Auto),
+        &t,
+        Some(Target(2)),
+        Hold::None,
+        now,
+    );
+    assert_eq!(d.answer, Target(1));
+    assert_eq!(d.reason, Reason::Failback { from: 2 });
+    assert_eq!(
+        d.recheck_at,
+        Some(t[0].since + AFTER),
+        "the failback to #0 needs its own wakeup"
+    );
+}
+
+#[test]
+fn damping_doubles_up_to_the_ceiling() {
+    let p = Policy {
+        failback_after: Duration::from_secs(10),
+        failback_after_max: Duration::from_secs(50),
+        ..Policy::default()
+    };
+    let got: Vec<u64> = (0..5).map(|l| p.damped(l).as_secs()).collect();
+    assert_eq!(got, [10, 20, 40, 50, 50]);
+    assert_eq!(p.damped(u32::MAX), Duration::from_secs(50));
+    let huge = Policy {
+        failback_after: Duration::MAX,
+        failback_after_max: Duration::MAX,
+        ..Policy::default()
+    };
+    assert_eq!(huge.damped(40), Duration::MAX);
 }

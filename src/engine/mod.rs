@@ -3,44 +3,50 @@
 //! a new snapshot is built, its serial bumped and persisted, and published.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use hickory_proto::rr::{LowerName, Name};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::Config;
-use crate::config::{OnStale, ProbeSpec};
-use crate::decide::Reason;
-use crate::decide::{Answer, Decision, TargetHealth, decide};
-use crate::health::State;
-use crate::health::{self, CheckState, Outcome, ProbeResult};
+use crate::config::{Config, ProbeSpec};
+use crate::decide::Answer;
+use crate::health::{self, Outcome, ProbeResult};
 use crate::metrics::Metrics;
 use crate::snapshot::ZoneInput;
 use crate::snapshot::{AliasAnswer, AliasRecord, BuildError, Snapshot, SnapshotCell};
 use crate::state::{
     Override, Overrides, Persisted, StateStore, ZoneState, initial_serial, unix_now, zone_digest,
 };
-use crate::status::{
-    self, AliasView, CheckView, PolicyView, ResultView, StatusView, TargetView, ZoneView,
-};
+use crate::status::StatusView;
 use crate::webhook::AnswerChange;
 use crate::xfr::journal;
 use crate::xfr::notify::Notifier;
 use crate::xfr::secondary;
 use crate::xfr::tsig::Keyring;
 
+pub mod core;
+pub mod memory;
 mod persist;
+mod reload;
 mod secondaries;
 #[cfg(test)]
+mod sim;
+mod telemetry;
+#[cfg(test)]
 mod tests;
+mod view;
+
+pub use self::core::Core;
+pub use telemetry::EngineMetrics;
 
 use secondaries::SecondaryZone;
 
 pub struct Engine {
+    /// The same configuration the core decides by (replaced together).
     config: Arc<Config>,
-    checks: Vec<CheckState>,
-    decisions: Vec<Decision>,
+    /// Check states, decisions, overrides: the pure part.
+    core: Core,
     /// What the published snapshot answers, per alias. A decision is
     /// published only once the serial carrying it is persisted.
     served: Vec<Answer>,
@@ -53,20 +59,16 @@ pub struct Engine {
     persist: persist::PersistHealth,
     store: StateStore,
     cell: SnapshotCell,
-    /// When each alias's answer last changed.
-    answered_since: Vec<Instant>,
     status: StatusCell,
+    /// When the operator view is due to be rebuilt (coalesced: at most a
+    /// few times a second, however many probe results arrive).
+    status_due: Option<Instant>,
+    /// The decision memory's writer, and when to hand it the next capture.
+    memory: memory::Writer,
+    memory_due: Instant,
     /// Where the admin API reads its tokens; a reload replaces them.
     admin_tokens: Option<crate::admin::TokenCell>,
     metrics: Arc<Metrics>,
-    /// Operator pins, by alias name; persisted in `state_dir`.
-    overrides: Overrides,
-    /// An alias an operator just released, decided afresh on the next round.
-    release: Option<usize>,
-    /// Per check: when an external check last got a report (start time until
-    /// then), and whether it has gone stale since.
-    reported_at: Vec<Instant>,
-    stale: Vec<bool>,
     /// The probe loops of the current config, and their generation.
     loops: Vec<tokio::task::JoinHandle<()>>,
     generation: u64,
@@ -81,6 +83,9 @@ pub struct Engine {
     commands_tx: Option<mpsc::Sender<Command>>,
     notifier: Notifier,
 }
+
+/// How often the operator view is rebuilt at most.
+const STATUS_EVERY: Duration = Duration::from_millis(250);
 
 /// Requests from the admin API, answered through `reply`.
 pub enum Command {
@@ -118,7 +123,8 @@ pub enum Command {
 pub type StatusCell = Arc<ArcSwap<StatusView>>;
 
 impl Engine {
-    /// Applies the first probe round, decides, and builds the first snapshot.
+    /// Resumes the decision memory, applies the first probe round, decides,
+    /// and builds the first snapshot.
     pub fn start(
         status: StatusCell,
         metrics: Arc<Metrics>,
@@ -127,19 +133,43 @@ impl Engine {
         first: Vec<Option<Outcome>>,
         now: Instant,
     ) -> anyhow::Result<Engine> {
-        let mut checks: Vec<CheckState> =
-            config.checks.iter().map(|_| CheckState::new(now)).collect();
-        for ((state, outcome), spec) in checks.iter_mut().zip(first).zip(&config.checks) {
+        let unix_ms = unix_now_ms();
+        let mut core = Core::new(config.clone(), now);
+        let remembered: memory::Memory = store.load_decisions().unwrap_or_else(|e| {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "decision memory unreadable: starting without it"
+            );
+            memory::Memory::default()
+        });
+        let (previous, resumed) = memory::resume(&mut core, &remembered, now, unix_ms);
+        if !remembered.aliases.is_empty() || !remembered.checks.is_empty() {
+            let age = unix_ms.saturating_sub(remembered.saved_at_ms);
+            tracing::info!(
+                age = %humantime::format_duration(Duration::from_millis(age)),
+                answers = previous.iter().flatten().count(),
+                checks_resumed = resumed,
+                checks = config.checks.len(),
+                "resuming from decisions.json"
+            );
+        }
+        for (i, outcome) in first.into_iter().enumerate() {
             if let Some(outcome) = outcome {
+                let spec = &config.checks[i];
                 log_outcome(&spec.name, &outcome);
                 let latency = outcome.latency.as_secs_f64();
-                state.observe(outcome, &spec.timing, now);
-                metrics.probe(&spec.name, latency, state.state.healthy(), false);
+                core.observe(i, outcome, now);
+                let healthy = core.checks()[i].state.state.healthy();
+                metrics.probe(&spec.name, latency, healthy, false);
             }
         }
+        let overrides = store.load_overrides()?;
+        core.set_overrides(overrides);
         let persisted = store.load()?;
+        let writer =
+            memory::Writer::start(StateStore::open(&config.server.state_dir)?, metrics.clone());
         let mut engine = Engine {
-            decisions: Vec::new(),
+            core,
             served: Vec::new(),
             serials: vec![0; config.zones.len()],
             digests: vec![String::new(); config.zones.len()],
@@ -152,29 +182,24 @@ impl Engine {
             commands_tx: None,
             notifier: Notifier::start(metrics.clone()),
             metrics,
-            overrides: Overrides::new(),
-            release: None,
             loops: Vec::new(),
             generation: 0,
             probe_tx: None,
             webhooks: crate::webhook::start(config.webhooks.clone()),
-            reported_at: vec![now; config.checks.len()],
-            stale: vec![false; config.checks.len()],
-            answered_since: vec![now; config.aliases.len()],
             admin_tokens: None,
             status,
+            status_due: None,
+            memory: writer,
+            memory_due: now,
             config,
-            checks,
             store,
         };
-        engine.overrides = engine.store.load_overrides()?;
         engine.drop_stale_overrides();
-        engine.decisions = (0..engine.config.aliases.len())
-            .map(|i| engine.decide_alias(i, None, now))
-            .collect();
+        engine.core.start(&previous, now, unix_now());
         for (i, alias) in engine.config.aliases.iter().enumerate() {
-            let d = &engine.decisions[i];
-            tracing::info!(alias = %alias.name, answer = %engine.describe(i, d.answer), reason = %d.reason, "initial answer");
+            let d = &engine.core.aliases()[i].decision;
+            let was = previous[i].map(|p| engine.describe(i, p));
+            tracing::info!(alias = %alias.name, answer = %engine.describe(i, d.answer), before_restart = ?was, reason = %d.reason, "initial answer");
         }
         let records = engine.alias_records();
         engine.settle_serials(&records, |origin| {
@@ -193,8 +218,9 @@ impl Engine {
         }
         engine.written = state;
         engine.metrics.persist_ok(true);
-        engine.served = engine.decisions.iter().map(|d| d.answer).collect();
+        engine.served = engine.decided();
         engine.publish(snap);
+        engine.remember(now);
         engine.publish_status(now);
         Ok(engine)
     }
@@ -313,171 +339,18 @@ impl Engine {
         self.status.clone()
     }
 
-    /// Rebuilds the operator view from the current state.
-    fn publish_status(&self, now: Instant) {
-        let checks = self
-            .config
-            .checks
+    /// What the core decided, per alias.
+    fn decided(&self) -> Vec<Answer> {
+        self.core
+            .aliases()
             .iter()
-            .zip(&self.checks)
-            .enumerate()
-            .map(|(i, (spec, state))| CheckView {
-                name: spec.name.clone(),
-                kind: match &spec.probe {
-                    crate::config::ProbeSpec::Http(h) => h.url.scheme().to_string(),
-                    crate::config::ProbeSpec::Tcp { .. } => "tcp".to_string(),
-                    crate::config::ProbeSpec::Command { .. } => "command".to_string(),
-                    crate::config::ProbeSpec::External { .. } => "external".to_string(),
-                    crate::config::ProbeSpec::Composite { rule, .. } => match rule {
-                        crate::config::Rule::All => "all".to_string(),
-                        crate::config::Rule::Any => "any".to_string(),
-                        crate::config::Rule::AtLeast(n) => format!("at_least {n}"),
-                    },
-                },
-                state: match (&spec.probe, state.state) {
-                    (crate::config::ProbeSpec::Composite { .. }, _) => {
-                        if health::effective(&self.config.checks, &self.checks, i).0 {
-                            "up"
-                        } else {
-                            "down"
-                        }
-                    }
-                    (_, crate::health::State::Up) => "up",
-                    (_, crate::health::State::Down) => "down",
-                    (_, crate::health::State::NoData) => "no data",
-                }
-                .to_string(),
-                healthy: health::effective(&self.config.checks, &self.checks, i).0,
-                since: status::wall(state.since, now),
-                interval: status::duration(spec.timing.interval),
-                timeout: status::duration(spec.timing.timeout),
-                fall: spec.timing.fall,
-                rise: spec.timing.rise,
-                last: state.last.as_ref().map(|o| ResultView {
-                    ok: o.ok,
-                    latency_ms: o.latency.as_secs_f64() * 1000.0,
-                    detail: o.detail.clone(),
-                }),
-            })
-            .collect();
-        let aliases = self
-            .config
-            .aliases
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                let d = &self.decisions[i];
-                let health = self.target_health(i);
-                // What DNS answers; a decision waiting for its serial to be
-                // persisted shows as pending.
-                let served = self.served.get(i).copied().unwrap_or(d.answer);
-                let label = |answer: Answer| match answer {
-                    Answer::Target(t) => a.targets[t].connection_id.clone(),
-                    Answer::NoData => "NODATA".into(),
-                    Answer::ServFail => "SERVFAIL".into(),
-                };
-                let target = match served {
-                    Answer::Target(t) => Some(t),
-                    _ => None,
-                };
-                AliasView {
-                    name: a.name.to_string(),
-                    zone: self.config.zones[a.zone].origin.to_string(),
-                    serial: self.serials[a.zone],
-                    ttl: a.ttl,
-                    answer: label(served),
-                    pending: (served != d.answer).then(|| label(d.answer)),
-                    target,
-                    region: target.map(|t| a.targets[t].region.clone()),
-                    reason: d.reason.to_string(),
-                    since: status::wall(self.answered_since[i], now),
-                    override_: self.overrides.get(&a.name.to_string()).cloned(),
-                    policy: PolicyView {
-                        all_down: format!("{:?}", a.policy.all_down).to_lowercase(),
-                        failback: format!("{:?}", a.policy.failback).to_lowercase(),
-                        failback_after: status::duration(a.policy.failback_after),
-                    },
-                    targets: a
-                        .targets
-                        .iter()
-                        .zip(&health)
-                        .map(|(t, h)| TargetView {
-                            region: t.region.clone(),
-                            connection_id: t.connection_id.clone(),
-                            healthy: h.healthy,
-                            checks: t
-                                .checks
-                                .iter()
-                                .map(|&c| self.config.checks[c].name.clone())
-                                .collect(),
-                        })
-                        .collect(),
-                }
-            })
-            .collect();
-        let snap = self.cell.load();
-        let zones = snap
-            .zones
-            .iter()
-            .map(|z| {
-                let secondary = self
-                    .config
-                    .secondaries
-                    .iter()
-                    .find(|s| s.origin == z.origin);
-                ZoneView {
-                    origin: z.origin.to_string(),
-                    role: if secondary.is_some() {
-                        "secondary"
-                    } else {
-                        "primary"
-                    }
-                    .to_string(),
-                    serial: z.available.then_some(z.serial),
-                    available: z.available,
-                    primaries: secondary
-                        .map(|s| s.primaries.iter().map(|p| p.addr.to_string()).collect())
-                        .unwrap_or_default(),
-                    notify: z.policy.notify.iter().map(|n| n.addr.to_string()).collect(),
-                }
-            })
-            .collect();
-        self.status.store(Arc::new(StatusView {
-            aliases,
-            checks,
-            zones,
-            state: self.persist.view(now),
-        }));
-    }
-
-    fn target_health(&self, alias: usize) -> Vec<TargetHealth> {
-        let start = self.checks.iter().map(|c| c.since).min();
-        self.config.aliases[alias]
-            .targets
-            .iter()
-            .map(|t| {
-                let checks: Vec<(bool, Instant)> = t
-                    .checks
-                    .iter()
-                    .map(|&c| health::effective(&self.config.checks, &self.checks, c))
-                    .collect();
-                TargetHealth {
-                    healthy: checks.iter().all(|c| c.0),
-                    since: checks
-                        .iter()
-                        .map(|c| c.1)
-                        .max()
-                        .or(start)
-                        .unwrap_or_else(Instant::now),
-                }
-            })
+            .map(|a| a.decision.answer)
             .collect()
     }
 
     /// The alias records of what is decided now.
     fn alias_records(&self) -> Vec<AliasRecord> {
-        let answers: Vec<Answer> = self.decisions.iter().map(|d| d.answer).collect();
-        self.records_for(&answers)
+        self.records_for(&self.decided())
     }
 
     fn records_for(&self, answers: &[Answer]) -> Vec<AliasRecord> {
@@ -499,14 +372,7 @@ impl Engine {
     }
 
     fn describe(&self, alias: usize, answer: Answer) -> String {
-        match answer {
-            Answer::Target(i) => {
-                let t = &self.config.aliases[alias].targets[i];
-                format!("{} ({})", t.connection_id, t.region)
-            }
-            Answer::NoData => "NODATA".to_string(),
-            Answer::ServFail => "SERVFAIL".to_string(),
-        }
+        describe(&self.config, alias, answer)
     }
 
     /// The serials file for these per-zone serials and digests.
@@ -543,13 +409,14 @@ impl Engine {
                 let error = format!("{e:#}");
                 self.metrics.persist_failed("serials");
                 self.metrics.persist_ok(false);
+                let decided = self.decided();
                 let f = self.persist.failed(error.clone(), now);
                 let pending: Vec<String> = self
                     .config
                     .aliases
                     .iter()
-                    .zip(self.served.iter().zip(&self.decisions))
-                    .filter(|(_, (s, d))| **s != d.answer)
+                    .zip(self.served.iter().zip(&decided))
+                    .filter(|(_, (s, d))| s != d)
                     .map(|(a, _)| a.name.to_string())
                     .collect();
                 tracing::error!(
@@ -564,49 +431,79 @@ impl Engine {
         }
     }
 
-    /// Feeds one probe result; returns true when the check changed state.
-    pub fn observe(&mut self, result: ProbeResult, now: Instant) -> bool {
+    /// Feeds one probe round.
+    fn observe(&mut self, result: ProbeResult, now: Instant) {
         let spec = &self.config.checks[result.check];
-        let state = &mut self.checks[result.check];
-        let before = state.state;
         let latency = result.outcome.latency.as_secs_f64();
-        let changed = state.observe(result.outcome, &spec.timing, now);
-        self.metrics
-            .probe(&spec.name, latency, state.state.healthy(), changed);
-        if changed {
-            let last = state.last.as_ref().map_or("", |o| o.detail.as_str());
-            tracing::info!(check = %spec.name, from = ?before, to = ?state.state, detail = last, "check changed state");
-        } else if let Some(o) = &state.last {
+        let change = self.core.observe(result.check, result.outcome, now);
+        let run = &self.core.checks()[result.check];
+        self.metrics.probe(
+            &spec.name,
+            latency,
+            run.state.state.healthy(),
+            change.is_some(),
+        );
+        let detail = run.state.last.as_ref().map_or("", |o| o.detail.as_str());
+        if let Some((from, to)) = change {
+            tracing::info!(check = %spec.name, from = ?from, to = ?to, detail, "check changed state");
+        } else if let Some(o) = &run.state.last {
             tracing::debug!(check = %spec.name, ok = o.ok, detail = %o.detail, "probe");
         }
-        changed
     }
 
-    /// Decides every alias again; publishes a new snapshot if any answer
-    /// moved (or a held change can now be persisted).
-    pub fn reevaluate(&mut self, now: Instant) {
+    /// Decides again what changed (all aliases with `sweep`); publishes a
+    /// new snapshot if any answer moved (or a held change can now be
+    /// persisted). `cause` is when the event that moved it happened.
+    fn reevaluate(&mut self, now: Instant, sweep: bool, cause: Option<Instant>) {
+        let changes = self.core.reevaluate(now, unix_now(), sweep);
         let mut moved = false;
-        for i in 0..self.config.aliases.len() {
-            let previous = self.decisions[i].answer;
-            // A released alias is decided afresh, as at start.
-            let d = if self.release.take_if(|r| *r == i).is_some() {
-                self.decide_alias(i, None, now)
-            } else {
-                self.decide_alias(i, Some(previous), now)
-            };
-            if d.answer == previous && d.reason != self.decisions[i].reason {
+        for c in &changes {
+            let alias = &self.config.aliases[c.alias];
+            let run = &self.core.aliases()[c.alias];
+            self.metrics
+                .engine
+                .isolated(&alias.name.to_string(), run.isolated);
+            if c.after.answer == c.before.answer {
                 // Same answer, new reason: e.g. a failback is now pending.
-                tracing::info!(alias = %self.config.aliases[i].name, reason = %d.reason, "answer kept");
-            }
-            if d.answer != previous {
-                self.answered_since[i] = now;
+                tracing::info!(alias = %alias.name, reason = %c.after.reason, "answer kept");
+            } else {
                 moved = true;
             }
-            self.decisions[i] = d;
         }
+        self.metrics.engine.canary(self.core.canary_failing());
         if moved || self.persist.due(now) {
             self.sync(now);
+            if moved {
+                if let Some(at) = cause {
+                    self.metrics
+                        .engine
+                        .latency(Instant::now().saturating_duration_since(at));
+                }
+                self.remember(now);
+            }
         }
+        if !changes.is_empty() {
+            self.status_due = Some(now);
+        }
+    }
+
+    /// Hands the decision memory to its writer and schedules the next.
+    fn remember(&mut self, now: Instant) {
+        self.memory
+            .submit(memory::capture(&self.core, now, unix_now_ms()));
+        self.memory_due = now + self.memory_period();
+    }
+
+    /// Often enough that a restart finds check states fresh (younger than
+    /// `fall × interval`), at most every 5 s, at least every 500 ms.
+    fn memory_period(&self) -> Duration {
+        self.config
+            .checks
+            .iter()
+            .map(|c| c.timing.interval.saturating_mul(c.timing.fall.max(1)) / 2)
+            .min()
+            .unwrap_or(Duration::from_secs(5))
+            .clamp(Duration::from_millis(500), Duration::from_secs(5))
     }
 
     /// Publishes what is decided, where it differs from what is served: the
@@ -658,31 +555,47 @@ impl Engine {
             }
         };
         (self.serials, self.digests) = (serials, digests);
-        let answers: Vec<Answer> = self.decisions.iter().map(|d| d.answer).collect();
-        let before = std::mem::replace(&mut self.served, answers);
+        let before: Vec<Option<String>> = self
+            .served
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| Some(self.describe(i, a)))
+            .collect();
+        self.served = self.decided();
         self.publish(snap);
+        self.announce(&before);
+    }
+
+    /// Reports every alias whose served answer differs from `before` (its
+    /// description; None for an alias that did not exist): a log line, the
+    /// change metric, a webhook. Called after the snapshot is published.
+    fn announce(&self, before: &[Option<String>]) {
         let unix = unix_now() as i64;
-        for (i, from) in before.into_iter().enumerate() {
-            let d = self.decisions[i];
-            if d.answer == from {
+        for (i, from) in before.iter().enumerate() {
+            let Some(from) = from else {
+                continue;
+            };
+            let to = self.describe(i, self.served[i]);
+            if *from == to {
                 continue;
             }
             let alias = &self.config.aliases[i];
+            let reason = self.core.aliases()[i].decision.reason;
             self.metrics.answer_changed(&alias.name.to_string(), unix);
             tracing::warn!(
                 alias = %alias.name,
-                from = %self.describe(i, from),
-                to = %self.describe(i, d.answer),
-                reason = %d.reason,
+                from = %from,
+                to = %to,
+                reason = %reason,
                 serial = self.serials[alias.zone],
                 "answer changed"
             );
             if let Some(hooks) = &self.webhooks {
                 let change = AnswerChange {
                     alias: alias.name.to_string(),
-                    from: self.describe(i, from),
-                    to: self.describe(i, d.answer),
-                    reason: d.reason.to_string(),
+                    from: from.clone(),
+                    to,
+                    reason: reason.to_string(),
                     serial: self.serials[alias.zone],
                     time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
                 };
@@ -692,24 +605,6 @@ impl Engine {
                 }
             }
         }
-    }
-
-    /// The decision for one alias: an operator's override wins while it lasts.
-    fn decide_alias(&self, i: usize, previous: Option<Answer>, now: Instant) -> Decision {
-        let alias = &self.config.aliases[i];
-        if let Some(o) = self.overrides.get(&alias.name.to_string())
-            && let Some(t) = alias.targets.iter().position(|t| t.region == o.region)
-        {
-            let recheck_at = o.until.and_then(|u| {
-                now.checked_add(std::time::Duration::from_secs(u.saturating_sub(unix_now())))
-            });
-            return Decision {
-                answer: Answer::Target(t),
-                reason: Reason::Override,
-                recheck_at,
-            };
-        }
-        decide(&alias.policy, &self.target_health(i), previous, now)
     }
 
     /// Removes expired overrides and those whose alias or Region left the
@@ -723,7 +618,7 @@ impl Engine {
     }
 
     fn save_overrides_or_log(&mut self) {
-        if let Err(e) = self.store.save_overrides(&self.overrides) {
+        if let Err(e) = self.store.save_overrides(self.core.overrides()) {
             self.metrics.persist_failed("overrides");
             tracing::error!(error = format!("{e:#}"), "cannot persist overrides");
         }
@@ -732,9 +627,10 @@ impl Engine {
     /// `drop_stale_overrides` without writing the file.
     fn drop_stale_overrides_in_memory(&mut self) -> bool {
         let now = unix_now();
-        let before = self.overrides.len();
+        let mut overrides = self.core.overrides().clone();
+        let before = overrides.len();
         let aliases = &self.config.aliases;
-        self.overrides.retain(|name, o| {
+        overrides.retain(|name, o| {
             let known = aliases.iter().any(|a| a.name.to_string() == *name && a.targets.iter().any(|t| t.region == o.region));
             let live = o.until.is_none_or(|u| u > now);
             if !live {
@@ -744,7 +640,11 @@ impl Engine {
             }
             known && live
         });
-        self.overrides.len() != before
+        let changed = overrides.len() != before;
+        if changed {
+            self.core.set_overrides(overrides);
+        }
+        changed
     }
 
     fn command(&mut self, command: Command) {
@@ -772,7 +672,7 @@ impl Engine {
         };
         let now = Instant::now();
         if result.is_ok() {
-            self.reevaluate(now);
+            self.reevaluate(now, true, None);
             self.publish_status(now);
         }
         let _ = reply.send(result);
@@ -794,276 +694,42 @@ impl Engine {
             ));
         }
         let now = Instant::now();
-        self.reported_at[i] = now;
-        self.stale[i] = false;
         let outcome = Outcome {
             ok: healthy,
-            latency: std::time::Duration::ZERO,
+            latency: Duration::ZERO,
             detail: format!("{detail} (reported by {by})"),
         };
-        let generation = self.generation;
-        self.observe(
-            ProbeResult {
-                check: i,
-                outcome,
-                generation,
-            },
-            now,
+        let change = self.core.report(i, outcome, now);
+        self.metrics.probe(
+            name,
+            0.0,
+            self.core.checks()[i].state.state.healthy(),
+            change.is_some(),
         );
+        if let Some((from, to)) = change {
+            tracing::info!(check = %name, from = ?from, to = ?to, by, "check changed state");
+        }
         Ok(format!(
             "{name} reported {}",
             if healthy { "healthy" } else { "unhealthy" }
         ))
     }
 
-    /// When the next external check goes stale, if any.
-    fn next_stale(&self) -> Option<Instant> {
-        self.config
-            .checks
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| match c.probe {
-                ProbeSpec::External { stale_after, .. } if !self.stale[i] => {
-                    self.reported_at[i].checked_add(stale_after)
-                }
-                _ => None,
-            })
-            .min()
-    }
-
-    /// Applies `on_stale` to external checks whose reports stopped.
-    fn expire_reports(&mut self, now: Instant) {
-        for i in 0..self.config.checks.len() {
-            let ProbeSpec::External {
+    /// Logs external checks whose reports stopped (the core applied
+    /// `on_stale`).
+    fn log_stale(&mut self, went: Vec<usize>) {
+        for i in went {
+            let spec = &self.config.checks[i];
+            if let ProbeSpec::External {
                 stale_after,
                 on_stale,
-            } = self.config.checks[i].probe
-            else {
-                continue;
-            };
-            if self.stale[i]
-                || self.reported_at[i]
-                    .checked_add(stale_after)
-                    .is_none_or(|t| t > now)
+            } = spec.probe
             {
-                continue;
+                tracing::warn!(check = %spec.name, policy = ?on_stale, "external check is stale: no report for {}", humantime::format_duration(stale_after));
             }
-            self.stale[i] = true;
-            let name = &self.config.checks[i].name;
-            tracing::warn!(check = %name, policy = ?on_stale, "external check is stale: no report for {}", humantime::format_duration(stale_after));
-            let state = match on_stale {
-                OnStale::Healthy => Some(State::Up),
-                OnStale::Unhealthy => Some(State::Down),
-                OnStale::Last => None,
-            };
-            if let Some(state) = state
-                && self.checks[i].force(state, now)
-            {
-                self.metrics.probe(name, 0.0, state.healthy(), true);
-            }
+            let healthy = self.core.checks()[i].state.state.healthy();
+            self.metrics.probe(&spec.name, 0.0, healthy, true);
         }
-    }
-
-    /// Starts the periodic probes (after the first round, which `serve` ran).
-    pub fn start_probing(
-        &mut self,
-        probers: &[Option<Arc<health::Prober>>],
-        tx: mpsc::Sender<ProbeResult>,
-    ) {
-        let waits = vec![false; probers.len()];
-        self.loops =
-            health::spawn_loops(probers, &self.config.checks, &tx, self.generation, &waits);
-        self.probe_tx = Some(tx);
-    }
-
-    /// Swaps in a new configuration. Checks whose definition did not change
-    /// keep their state and probe loop timing; new or changed ones start
-    /// without data (healthy) and are probed at once. Aliases keep their
-    /// answer where the Region still exists; serials move only for zones
-    /// whose served data changed.
-    fn reload(&mut self, new: Config) -> Result<String, String> {
-        let now = Instant::now();
-        let probers = health::build_probers(&new.checks).map_err(|e| format!("{e:#}"))?;
-        let undo = Undo::take(self);
-        let old = std::mem::replace(&mut self.config, Arc::new(new));
-        let mut checks = Vec::new();
-        let mut probe_now = Vec::new();
-        let (mut reported_at, mut stale) = (Vec::new(), Vec::new());
-        for c in &self.config.checks {
-            match old.checks.iter().position(|o| o == c) {
-                Some(j) => {
-                    checks.push(self.checks[j].clone());
-                    reported_at.push(self.reported_at[j]);
-                    stale.push(self.stale[j]);
-                    probe_now.push(false);
-                }
-                None => {
-                    checks.push(CheckState::new(now));
-                    reported_at.push(now);
-                    stale.push(false);
-                    probe_now.push(true);
-                }
-            }
-        }
-        (self.checks, self.reported_at, self.stale) = (checks, reported_at, stale);
-        // Previous answers, carried by alias name and Region.
-        let previous: Vec<(Option<Answer>, Instant)> = self
-            .config
-            .aliases
-            .iter()
-            .map(|a| {
-                let Some(j) = old.aliases.iter().position(|o| o.name == a.name) else {
-                    return (None, now);
-                };
-                let answer = match self.decisions[j].answer {
-                    Answer::Target(t) => {
-                        let region = &old.aliases[j].targets[t].region;
-                        a.targets
-                            .iter()
-                            .position(|n| &n.region == region)
-                            .map(Answer::Target)
-                    }
-                    other => Some(other),
-                };
-                (answer, self.answered_since[j])
-            })
-            .collect();
-        let old_answers: Vec<Option<Answer>> = previous.iter().map(|p| p.0).collect();
-        self.answered_since = previous.iter().map(|p| p.1).collect();
-        self.release = None;
-        let overrides_dropped = self.drop_stale_overrides_in_memory();
-        self.decisions = (0..self.config.aliases.len())
-            .map(|i| self.decide_alias(i, old_answers[i], now))
-            .collect();
-        for (i, d) in self.decisions.iter().enumerate() {
-            if Some(d.answer) != old_answers[i] {
-                self.answered_since[i] = now;
-            }
-        }
-        self.keys = Arc::new(Keyring::new(&self.config.keys));
-        let carried = self.carried_secondaries(&old);
-        let old_secondaries = std::mem::replace(&mut self.secondaries, carried);
-        // Serials: by origin, moving only where the served data changed.
-        let persisted = self.store.load().unwrap_or_default();
-        let records = self.alias_records();
-        let in_memory: Vec<(Name, ZoneState)> = old
-            .zones
-            .iter()
-            .zip(self.serials.iter().zip(&self.digests))
-            .map(|(z, (serial, digest))| {
-                (
-                    z.origin.clone(),
-                    ZoneState {
-                        serial: *serial,
-                        digest: digest.clone(),
-                    },
-                )
-            })
-            .collect();
-        self.settle_serials(&records, |origin| {
-            in_memory
-                .iter()
-                .find(|(o, _)| o == origin)
-                .map(|(_, state)| state.clone())
-                .or_else(|| persisted.zones.get(&origin.to_string()).cloned())
-        });
-        // All or nothing: a snapshot that cannot be built, or serials that
-        // cannot be persisted, leave the running configuration in place.
-        let built = self
-            .build_snapshot(&records, &self.serials)
-            .map_err(|e| e.to_string())
-            .and_then(|snap| {
-                // Only a serial that moved needs writing; while writes fail,
-                // a reload that moves none still goes through.
-                let state = self.persisted(&self.serials, &self.digests);
-                if state != self.written {
-                    self.save_serials(state, now)?;
-                }
-                Ok(snap)
-            });
-        let snap = match built {
-            Ok(snap) => snap,
-            Err(e) => {
-                undo.restore(self, old, old_secondaries);
-                let message = format!("reload refused, keeping the running configuration: {e}");
-                tracing::error!("{message}");
-                return Err(message);
-            }
-        };
-        if old.webhooks != self.config.webhooks {
-            // The old task finishes what it has queued, then ends with its sender.
-            self.webhooks = crate::webhook::start(self.config.webhooks.clone());
-        }
-        if old.server.listen != self.config.server.listen
-            || old.admin_listen != self.config.admin_listen
-        {
-            tracing::warn!("listen addresses changed: they take effect at the next restart");
-        }
-        if old.server.state_dir != self.config.server.state_dir {
-            // The store stays where it is: moving it empty would let the
-            // next start serve serials older than the secondaries hold.
-            tracing::warn!(
-                from = %old.server.state_dir.display(),
-                to = %self.config.server.state_dir.display(),
-                "state_dir changed: it takes effect at the next restart; copy the files of the old one there first, or the next start serves serials the secondaries already passed"
-            );
-        }
-        if old.server.udp_workers != self.config.server.udp_workers {
-            tracing::warn!("udp_workers changed: it takes effect at the next restart");
-        }
-        if old.admin_tokens != self.config.admin_tokens {
-            if let Some(cell) = &self.admin_tokens {
-                cell.store(Arc::new(self.config.admin_tokens.clone()));
-            }
-            tracing::warn!(
-                tokens = self.config.admin_tokens.len(),
-                "[admin] tokens replaced"
-            );
-        }
-        if old.admin_limits != self.config.admin_limits {
-            tracing::warn!("[admin] limits changed: they take effect at the next restart");
-        }
-        if old.rrl != self.config.rrl
-            || old.server.cookie_secret != self.config.server.cookie_secret
-            || (&old.server.nsid, &old.server.identity, &old.server.version)
-                != (
-                    &self.config.server.nsid,
-                    &self.config.server.identity,
-                    &self.config.server.version,
-                )
-        {
-            tracing::warn!(
-                "[rrl], cookie_secret_file, nsid, identity and version changes take effect at the next restart"
-            );
-        }
-        if overrides_dropped {
-            self.save_overrides_or_log();
-        }
-        self.respawn_secondaries();
-        self.served = self.decisions.iter().map(|d| d.answer).collect();
-        self.publish(snap);
-        // Probe loops: replaced as a set; results of the old ones are dropped.
-        for l in self.loops.drain(..) {
-            l.abort();
-        }
-        self.generation += 1;
-        if let Some(tx) = &self.probe_tx {
-            self.loops = health::spawn_loops(
-                &probers,
-                &self.config.checks,
-                tx,
-                self.generation,
-                &probe_now,
-            );
-        }
-        let fresh = probe_now.iter().filter(|p| **p).count();
-        tracing::warn!(checks_restarted = fresh, serials = ?self.serials, "configuration reloaded");
-        Ok(format!(
-            "reloaded: {} zones, {} checks ({fresh} new or changed), {} aliases",
-            self.config.zones.len(),
-            self.config.checks.len(),
-            self.config.aliases.len()
-        ))
     }
 
     fn find_alias(&self, name: &str) -> Result<usize, String> {
@@ -1087,48 +753,51 @@ impl Engine {
                 regions.join(", ")
             ));
         }
-        let previous = self.overrides.clone();
         let key = alias.name.to_string();
         tracing::warn!(alias = %key, region = %o.region, by = %o.by, reason = %o.reason, until = ?o.until, "override set");
-        self.overrides.insert(key.clone(), o);
-        if let Err(e) = self.store.save_overrides(&self.overrides) {
+        let mut overrides = self.core.overrides().clone();
+        overrides.insert(key.clone(), o);
+        if let Err(e) = self.store.save_overrides(&overrides) {
             self.metrics.persist_failed("overrides");
-            self.overrides = previous;
             return Err(format!("cannot persist the override: {e:#}"));
         }
+        self.core.set_overrides(overrides);
         Ok(format!("{key} pinned"))
     }
 
     fn clear_override(&mut self, name: &str, by: &str) -> Result<String, String> {
         let i = self.find_alias(name)?;
         let key = self.config.aliases[i].name.to_string();
-        let Some(old) = self.overrides.remove(&key) else {
+        let mut overrides: Overrides = self.core.overrides().clone();
+        let Some(old) = overrides.remove(&key) else {
             if self.config.aliases[i].policy.failback == crate::decide::Failback::Manual {
                 // Manual failback: clearing with no pin releases the alias.
-                self.release = Some(i);
+                self.core.release(i);
                 tracing::warn!(alias = %key, by, "manual failback released");
                 return Ok(format!("{key} released"));
             }
             return Err(format!("alias {key} has no override"));
         };
-        // Released: decide afresh, as at start, so a manual failback moves too.
-        self.release = Some(i);
-        if let Err(e) = self.store.save_overrides(&self.overrides) {
+        if let Err(e) = self.store.save_overrides(&overrides) {
             self.metrics.persist_failed("overrides");
-            self.overrides.insert(key, old);
             return Err(format!("cannot persist: {e:#}"));
         }
+        self.core.set_overrides(overrides);
+        // Released: decide afresh, as at start, so a manual failback moves too.
+        self.core.release(i);
         tracing::warn!(alias = %key, region = %old.region, by, "override cleared");
         Ok(format!("{key} released"))
     }
 
-    /// When a pending failback is due, if any.
-    fn next_recheck(&self) -> Option<Instant> {
-        self.decisions
-            .iter()
-            .filter_map(|d| d.recheck_at)
-            .chain(self.next_stale())
+    /// When the engine must wake with no event: a pending failback, an
+    /// expiring override or report, a persist retry, the memory, the view.
+    fn next_wakeup(&mut self) -> Option<Instant> {
+        self.core
+            .next_recheck()
+            .into_iter()
             .chain(self.persist.retry_at())
+            .chain(Some(self.memory_due))
+            .chain(self.status_due)
             .min()
     }
 
@@ -1141,9 +810,9 @@ impl Engine {
     ) {
         let mut probing = true;
         loop {
-            let recheck = self.next_recheck();
+            let wakeup = self.next_wakeup();
             let timer = async {
-                match recheck {
+                match wakeup {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
                     None => std::future::pending().await,
                 }
@@ -1158,70 +827,67 @@ impl Engine {
                         continue;
                     }
                     let now = Instant::now();
-                    if self.observe(result, now) {
-                        self.reevaluate(now);
-                    }
-                    self.publish_status(now);
+                    let at = result.at;
+                    self.observe(result, now);
+                    self.reevaluate(now, false, Some(at));
+                    self.status_due.get_or_insert(now + STATUS_EVERY);
+                    self.metrics.engine.busy(now.elapsed());
                 }
-                Some(command) = commands.recv() => self.command(command),
+                Some(command) = commands.recv() => {
+                    let now = Instant::now();
+                    self.command(command);
+                    self.metrics.engine.busy(now.elapsed());
+                }
                 () = timer => {
                     let now = Instant::now();
-                    self.drop_stale_overrides();
-                    self.expire_reports(now);
-                    self.reevaluate(now);
-                    self.publish_status(now);
+                    if self.core.next_recheck().is_some_and(|at| at <= now)
+                        || self.persist.due(now)
+                    {
+                        self.drop_stale_overrides();
+                        let stale = self.core.fire(now);
+                        self.log_stale(stale);
+                        self.reevaluate(now, false, None);
+                    }
+                    if self.memory_due <= now {
+                        self.remember(now);
+                    }
+                    if self.status_due.is_some_and(|at| at <= now) {
+                        self.publish_status(now);
+                    }
+                    self.metrics.engine.busy(now.elapsed());
                 }
             }
         }
     }
+
+    /// Starts the periodic probes (after the first round, which `serve` ran).
+    pub fn start_probing(
+        &mut self,
+        probers: &[Option<Arc<health::Prober>>],
+        tx: mpsc::Sender<ProbeResult>,
+    ) {
+        let waits = vec![false; probers.len()];
+        self.loops =
+            health::spawn_loops(probers, &self.config.checks, &tx, self.generation, &waits);
+        self.probe_tx = Some(tx);
+    }
 }
 
-/// What a reload changes in the engine, kept to put back when the reload
-/// is refused after all (its snapshot cannot be built or its serials
-/// cannot be persisted).
-struct Undo {
-    checks: Vec<CheckState>,
-    reported_at: Vec<Instant>,
-    stale: Vec<bool>,
-    answered_since: Vec<Instant>,
-    release: Option<usize>,
-    decisions: Vec<Decision>,
-    overrides: Overrides,
-    keys: Arc<Keyring>,
-    serials: Vec<u32>,
-    digests: Vec<String>,
+fn describe(config: &Config, alias: usize, answer: Answer) -> String {
+    match answer {
+        Answer::Target(i) => match config.aliases[alias].targets.get(i) {
+            Some(t) => format!("{} ({})", t.connection_id, t.region),
+            None => format!("target #{i}"),
+        },
+        Answer::NoData => "NODATA".to_string(),
+        Answer::ServFail => "SERVFAIL".to_string(),
+    }
 }
 
-impl Undo {
-    fn take(e: &Engine) -> Undo {
-        Undo {
-            checks: e.checks.clone(),
-            reported_at: e.reported_at.clone(),
-            stale: e.stale.clone(),
-            answered_since: e.answered_since.clone(),
-            release: e.release,
-            decisions: e.decisions.clone(),
-            overrides: e.overrides.clone(),
-            keys: e.keys.clone(),
-            serials: e.serials.clone(),
-            digests: e.digests.clone(),
-        }
-    }
-
-    fn restore(self, e: &mut Engine, config: Arc<Config>, secondaries: Vec<SecondaryZone>) {
-        e.config = config;
-        e.secondaries = secondaries;
-        e.checks = self.checks;
-        e.reported_at = self.reported_at;
-        e.stale = self.stale;
-        e.answered_since = self.answered_since;
-        e.release = self.release;
-        e.decisions = self.decisions;
-        e.overrides = self.overrides;
-        e.keys = self.keys;
-        e.serials = self.serials;
-        e.digests = self.digests;
-    }
+fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn log_outcome(check: &str, outcome: &Outcome) {

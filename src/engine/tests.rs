@@ -80,7 +80,7 @@ async fn a_change_waits_until_its_serial_is_persisted() {
     let blocker = dir.path().join(".serials.json.tmp");
     std::fs::create_dir(&blocker).unwrap();
     engine.report("pdx", false, "alarm".into(), "test").unwrap();
-    engine.reevaluate(t0);
+    engine.reevaluate(t0, true, None);
     engine.publish_status(t0);
     assert_eq!(
         served(&engine),
@@ -99,20 +99,20 @@ async fn a_change_waits_until_its_serial_is_persisted() {
         "{text}"
     );
     // The retry is the engine's next wakeup; before it, nothing is tried.
-    let retry = engine.next_recheck().unwrap();
+    let retry = engine.persist.retry_at().unwrap();
     assert_eq!(retry, t0 + persist::FIRST_RETRY);
-    engine.reevaluate(retry);
+    engine.reevaluate(retry, true, None);
     assert_eq!(engine.persist.failing().unwrap().failures, 2);
     assert_eq!(
-        engine.next_recheck().unwrap(),
+        engine.persist.retry_at().unwrap(),
         retry + 2 * persist::FIRST_RETRY,
         "backoff doubles"
     );
 
     // Writable again: the next retry publishes the held change, persisted.
     std::fs::remove_dir(&blocker).unwrap();
-    let retry = engine.next_recheck().unwrap();
-    engine.reevaluate(retry);
+    let retry = engine.persist.retry_at().unwrap();
+    engine.reevaluate(retry, true, None);
     engine.publish_status(retry);
     let (id, serial) = served(&engine);
     assert_eq!((id.as_str(), serial), ("IAD2", 8));
@@ -136,12 +136,12 @@ async fn a_change_undone_while_held_publishes_nothing() {
     let blocker = dir.path().join(".serials.json.tmp");
     std::fs::create_dir(&blocker).unwrap();
     engine.report("pdx", false, "alarm".into(), "test").unwrap();
-    engine.reevaluate(t0);
+    engine.reevaluate(t0, true, None);
     engine.report("pdx", true, "ok".into(), "test").unwrap();
-    engine.reevaluate(t0);
+    engine.reevaluate(t0, true, None);
     std::fs::remove_dir(&blocker).unwrap();
-    let retry = engine.next_recheck().unwrap();
-    engine.reevaluate(retry);
+    let retry = engine.persist.retry_at().unwrap();
+    engine.reevaluate(retry, true, None);
     // The disk works again and nothing differs from what is served.
     assert!(engine.persist.failing().is_none());
     assert_eq!(served(&engine), ("PDX1".to_string(), 7));

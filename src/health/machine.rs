@@ -50,6 +50,27 @@ impl CheckState {
         }
     }
 
+    /// A state carried over a restart, counters included.
+    pub fn restored(
+        state: State,
+        since: Instant,
+        consecutive_ok: u32,
+        consecutive_fail: u32,
+    ) -> Self {
+        CheckState {
+            state,
+            since,
+            consecutive_ok,
+            consecutive_fail,
+            last: None,
+        }
+    }
+
+    /// Consecutive successes and failures so far.
+    pub fn streaks(&self) -> (u32, u32) {
+        (self.consecutive_ok, self.consecutive_fail)
+    }
+
     /// Sets the state outright (a stale external check following its
     /// policy); returns true when it changed.
     pub fn force(&mut self, state: State, now: Instant) -> bool {
@@ -67,10 +88,10 @@ impl CheckState {
     /// sets the state directly: at start-up one probe round decides.
     pub fn observe(&mut self, outcome: Outcome, timing: &Timing, now: Instant) -> bool {
         if outcome.ok {
-            self.consecutive_ok += 1;
+            self.consecutive_ok = self.consecutive_ok.saturating_add(1);
             self.consecutive_fail = 0;
         } else {
-            self.consecutive_fail += 1;
+            self.consecutive_fail = self.consecutive_fail.saturating_add(1);
             self.consecutive_ok = 0;
         }
         let next = match (self.state, outcome.ok) {

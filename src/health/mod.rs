@@ -25,6 +25,8 @@ pub struct ProbeResult {
     /// Which set of probe loops sent it; results of loops replaced by a
     /// reload are dropped.
     pub generation: u64,
+    /// When the round finished.
+    pub at: Instant,
 }
 
 /// One prober per probed check; None for composites, which are derived.
@@ -106,6 +108,7 @@ pub fn spawn_loops(
                         check: index,
                         outcome,
                         generation,
+                        at: Instant::now(),
                     };
                     if tx.send(result).await.is_err() {
                         return;

@@ -1,0 +1,275 @@
+//! What the decision core remembers across a restart (`decisions.json` in
+//! `state_dir`): per alias the answer, since when and its failback damping;
+//! per check its state, streaks and last results. Answers are always
+//! resumed (a manual failback stays parked, `all_down = "last"` keeps its
+//! answer); check states only while fresh, younger than `fall × interval`,
+//! else the check starts over with a first round of quick attempts.
+//!
+//! The engine hands snapshots to a writer thread, newest wins, so a slow
+//! disk never holds up a decision.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::core::{CheckRun, Core};
+use crate::config::{CheckSpec, Config, ProbeSpec};
+use crate::decide::Answer;
+use crate::health::{CheckState, State};
+use crate::metrics::Metrics;
+use crate::state::StateStore;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Memory {
+    /// Unix milliseconds of the capture.
+    pub saved_at_ms: u64,
+    pub aliases: BTreeMap<String, AliasMemory>,
+    pub checks: BTreeMap<String, CheckMemory>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AliasMemory {
+    /// "region:<Region>", "NODATA" or "SERVFAIL".
+    pub answer: String,
+    pub since_ms: u64,
+    /// Failbacks in a row (damping).
+    pub level: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckMemory {
+    /// Of the check's definition: a changed check does not resume.
+    pub fingerprint: String,
+    /// "up", "down" or "no data".
+    pub state: String,
+    pub since_ms: u64,
+    pub consecutive_ok: u32,
+    pub consecutive_fail: u32,
+    pub round_ok: bool,
+    pub last_ok_ms: Option<u64>,
+    pub last_fail_ms: Option<u64>,
+}
+
+/// FNV-1a over the check's definition: stable for one build, and a
+/// different build at worst starts the check afresh.
+fn fingerprint(spec: &CheckSpec) -> String {
+    let text = format!("{spec:?}");
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+fn to_ms(at: Instant, now: Instant, unix_ms: u64) -> u64 {
+    let age = u64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(u64::MAX);
+    unix_ms.saturating_sub(age)
+}
+
+/// An instant `unix_ms - ms` before `now`; one older than the clock can
+/// hold becomes `now` (it then looks recent: the cautious side).
+fn from_ms(ms: u64, now: Instant, unix_ms: u64) -> Instant {
+    now.checked_sub(Duration::from_millis(unix_ms.saturating_sub(ms)))
+        .unwrap_or(now)
+}
+
+fn answer_label(config: &Config, alias: usize, answer: Answer) -> String {
+    match answer {
+        Answer::Target(t) => config.aliases[alias]
+            .targets
+            .get(t)
+            .map_or_else(|| "NODATA".to_string(), |t| format!("region:{}", t.region)),
+        Answer::NoData => "NODATA".to_string(),
+        Answer::ServFail => "SERVFAIL".to_string(),
+    }
+}
+
+/// What the core knows now, in wall-clock time.
+pub fn capture(core: &Core, now: Instant, unix_ms: u64) -> Memory {
+    let config = core.config();
+    let mut memory = Memory {
+        saved_at_ms: unix_ms,
+        ..Memory::default()
+    };
+    for (i, (spec, run)) in config.aliases.iter().zip(core.aliases()).enumerate() {
+        memory.aliases.insert(
+            spec.name.to_string(),
+            AliasMemory {
+                answer: answer_label(config, i, run.decision.answer),
+                since_ms: to_ms(run.since, now, unix_ms),
+                level: run.level,
+            },
+        );
+    }
+    for (spec, run) in config.checks.iter().zip(core.checks()) {
+        if matches!(spec.probe, ProbeSpec::Composite { .. }) || run.awaiting_first {
+            continue;
+        }
+        let (ok, fail) = run.state.streaks();
+        memory.checks.insert(
+            spec.name.clone(),
+            CheckMemory {
+                fingerprint: fingerprint(spec),
+                state: match run.state.state {
+                    State::Up => "up",
+                    State::Down => "down",
+                    State::NoData => "no data",
+                }
+                .to_string(),
+                since_ms: to_ms(run.state.since, now, unix_ms),
+                consecutive_ok: ok,
+                consecutive_fail: fail,
+                round_ok: run.round_ok,
+                last_ok_ms: run.last_ok.map(|t| to_ms(t, now, unix_ms)),
+                last_fail_ms: run.last_fail.map(|t| to_ms(t, now, unix_ms)),
+            },
+        );
+    }
+    memory
+}
+
+/// Puts what `memory` holds back into a fresh core; returns per alias the
+/// answer it had (None when unknown or its Region is gone) and how many
+/// checks resumed.
+pub fn resume(
+    core: &mut Core,
+    memory: &Memory,
+    now: Instant,
+    unix_ms: u64,
+) -> (Vec<Option<Answer>>, usize) {
+    let config = core.config().clone();
+    let age = unix_ms.saturating_sub(memory.saved_at_ms);
+    let mut resumed = 0;
+    for (i, spec) in config.checks.iter().enumerate() {
+        let Some(m) = memory.checks.get(&spec.name) else {
+            continue;
+        };
+        let fresh_for = spec.timing.interval.saturating_mul(spec.timing.fall.max(1));
+        let fresh = u128::from(age) < fresh_for.as_millis();
+        if !fresh || m.fingerprint != fingerprint(spec) {
+            continue;
+        }
+        let state = match m.state.as_str() {
+            "up" => State::Up,
+            "down" => State::Down,
+            _ => continue,
+        };
+        let run = CheckRun {
+            state: CheckState::restored(
+                state,
+                from_ms(m.since_ms, now, unix_ms),
+                m.consecutive_ok,
+                m.consecutive_fail,
+            ),
+            round_ok: m.round_ok,
+            last_ok: m.last_ok_ms.map(|t| from_ms(t, now, unix_ms)),
+            last_fail: m.last_fail_ms.map(|t| from_ms(t, now, unix_ms)),
+            awaiting_first: false,
+            reported_at: now,
+            stale: false,
+        };
+        core.restore_check(i, run);
+        resumed += 1;
+    }
+    let mut previous = Vec::new();
+    for (i, alias) in config.aliases.iter().enumerate() {
+        let Some(m) = memory.aliases.get(&alias.name.to_string()) else {
+            previous.push(None);
+            continue;
+        };
+        let answer = match m.answer.as_str() {
+            "NODATA" => Some(Answer::NoData),
+            "SERVFAIL" => Some(Answer::ServFail),
+            other => other.strip_prefix("region:").and_then(|r| {
+                alias
+                    .targets
+                    .iter()
+                    .position(|t| t.region == r)
+                    .map(Answer::Target)
+            }),
+        };
+        if let Some(answer) = answer {
+            core.restore_alias(
+                i,
+                answer,
+                from_ms(m.since_ms, now, unix_ms),
+                m.level.min(32),
+            );
+        }
+        previous.push(answer);
+    }
+    (previous, resumed)
+}
+
+/// Writes memories on its own thread; the newest pending one wins.
+#[derive(Clone)]
+pub struct Writer {
+    slot: Arc<(Mutex<Option<Memory>>, Condvar)>,
+}
+
+impl Writer {
+    pub fn start(store: StateStore, metrics: Arc<Metrics>) -> Writer {
+        let slot: Arc<(Mutex<Option<Memory>>, Condvar)> = Arc::default();
+        let shared = slot.clone();
+        let spawned = std::thread::Builder::new()
+            .name("decision-memory".into())
+            .spawn(move || write_loop(&shared, &store, &metrics));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the decision memory writer: decisions are not remembered across restarts");
+        }
+        Writer { slot }
+    }
+
+    /// Hands over the newest memory; never waits for the disk.
+    pub fn submit(&self, memory: Memory) {
+        let (lock, ready) = &*self.slot;
+        if let Ok(mut pending) = lock.lock() {
+            *pending = Some(memory);
+            ready.notify_one();
+        }
+    }
+}
+
+fn write_loop(slot: &(Mutex<Option<Memory>>, Condvar), store: &StateStore, metrics: &Metrics) {
+    let (lock, ready) = slot;
+    let mut failing = false;
+    loop {
+        let memory = {
+            let Ok(mut pending) = lock.lock() else {
+                return;
+            };
+            loop {
+                if let Some(m) = pending.take() {
+                    break m;
+                }
+                pending = match ready.wait(pending) {
+                    Ok(p) => p,
+                    Err(_) => return,
+                };
+            }
+        };
+        match store.save_decisions(&memory) {
+            Ok(()) => {
+                if failing {
+                    tracing::warn!("decisions.json written again");
+                }
+                failing = false;
+            }
+            Err(e) => {
+                metrics.persist_failed("decisions");
+                if !failing {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "cannot write decisions.json: a restart now would forget answers, failback parking and check states"
+                    );
+                }
+                failing = true;
+                // Do not spin on a broken disk; the next memory retries.
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}

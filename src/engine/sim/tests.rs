@@ -1,0 +1,467 @@
+//! The decision rules in virtual time, against the real core.
+
+use std::time::Duration;
+
+use super::*;
+use crate::decide::Answer::Target;
+
+/// Two Regions, one probed check each, shipped defaults everywhere.
+const TWO: &str = r#"
+[[check]]
+name = "pdx"
+kind = "tcp"
+address = "127.0.0.1:1"
+
+[[check]]
+name = "iad"
+kind = "tcp"
+address = "127.0.0.1:2"
+
+[[alias]]
+name = "desktop.example.com"
+targets = [
+  { region = "us-west-2", connection_id = "PDX1", checks = ["pdx"] },
+  { region = "us-east-1", connection_id = "IAD2", checks = ["iad"] },
+]
+"#;
+
+const DAY: Duration = Duration::from_secs(86_400);
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// Random, independent loss of every attempt on healthy endpoints: how
+/// often the answer leaves the primary, per 30 days.
+fn false_failovers(loss: f64, days: u64, seed: u64) -> (usize, u64) {
+    let mut sim = Sim::new(config(TWO), seed);
+    sim.loss = vec![loss; 2];
+    sim.start(&[None]);
+    sim.run_until(DAY * days as u32);
+    let away = sim.moves.iter().filter(|m| m.to != Target(0)).count();
+    (away, sim.rounds)
+}
+
+#[test]
+fn sim_random_loss_almost_never_fails_over() {
+    // 10 %, 20 %, 30 % loss per attempt, 60 simulated days each.
+    let days = 60;
+    let mut report = Vec::new();
+    for (loss, seed) in [(0.1, 1), (0.2, 2), (0.3, 3)] {
+        let (away, rounds) = false_failovers(loss, days, seed);
+        let per_30 = away as f64 * 30.0 / days as f64;
+        report.push((loss, away, rounds, per_30));
+        println!(
+            "loss {:>3.0}%: {away} false failovers in {days} days ({rounds} rounds) = {per_30:.2} per 30 days",
+            loss * 100.0
+        );
+    }
+    assert!(
+        report[1].3 < 1.0,
+        "20% loss must cause fewer than one false failover per 30 days: {report:?}"
+    );
+}
+
+/// From the moment the primary's endpoint breaks to the answer moving,
+/// over many phases: the worst case.
+fn detection(mode: Endpoint, seeds: u64) -> Duration {
+    let mut worst = Duration::ZERO;
+    for seed in 0..seeds {
+        let mut sim = Sim::new(config(TWO), seed);
+        sim.start(&[None]);
+        // Break at a random instant well after start.
+        let broken_at = secs(100.0 + sim.rng.unit() * 10.0);
+        sim.world = Box::new(move |i, t| {
+            if i == 0 && t >= broken_at {
+                mode
+            } else {
+                Endpoint::Up
+            }
+        });
+        sim.run_until(broken_at + secs(120.0));
+        let moved = sim
+            .moves
+            .iter()
+            .find(|m| m.to == Target(1))
+            .unwrap_or_else(|| panic!("{mode:?}: no failover within 2 minutes"));
+        worst = worst.max(moved.at - broken_at);
+    }
+    worst
+}
+
+#[test]
+fn sim_hard_outage_is_detected_within_30s_plus_one_timeout() {
+    let timeout = config(TWO).checks[0].timing.timeout;
+    for mode in [Endpoint::Refused, Endpoint::Hang] {
+        let worst = detection(mode, 200);
+        println!("{mode:?}: answer moved at worst {worst:?} after the outage began");
+        assert!(
+            worst <= Duration::from_secs(30) + timeout,
+            "{mode:?}: {worst:?} > 30 s + {timeout:?}"
+        );
+    }
+}
+
+/// The prober's own network goes away (every endpoint at once) for
+/// `outage`, starting at `at`; loss as given on top.
+fn prober_outage(outage: Duration, previous: Option<Answer>, seed: u64, loss: f64) -> Sim {
+    let mut sim = Sim::new(config(TWO), seed);
+    sim.loss = vec![loss; 2];
+    let at = secs(60.0 + sim.rng.unit() * 10.0);
+    sim.world = Box::new(move |_, t| {
+        if t >= at && t < at + outage {
+            Endpoint::Hang
+        } else {
+            Endpoint::Up
+        }
+    });
+    sim.start(&[previous]);
+    sim.run_until(at + outage + HOUR);
+    sim
+}
+
+#[test]
+fn sim_a_prober_outage_of_any_length_moves_nothing() {
+    let mut trials = 0;
+    for outage_secs in [1, 5, 12, 20, 29, 31, 45, 61, 120, 600, 3600, 4 * 3600] {
+        for seed in 0..20 {
+            for previous in [None, Some(Target(1))] {
+                let outage = Duration::from_secs(outage_secs);
+                let sim = prober_outage(outage, previous, seed, 0.0);
+                let start = previous.unwrap_or(Target(0));
+                // A failback to the primary long after recovery is not a
+                // move the outage caused; nothing before then may move.
+                let moves: Vec<&Move> = sim
+                    .moves
+                    .iter()
+                    .filter(|m| !(previous.is_some() && m.to == Target(0)))
+                    .collect();
+                assert!(
+                    moves.is_empty(),
+                    "outage {outage_secs}s seed {seed} from {start:?}: {moves:?}"
+                );
+                trials += 1;
+            }
+        }
+    }
+    println!("{trials} prober outages from 1 s to 4 h: no answer moved");
+}
+
+/// A primary that is down `down` then up `up`, over and over, for a day.
+fn flapping(down: Duration, up: Duration, seed: u64) -> Vec<Move> {
+    let mut sim = Sim::new(config(TWO), seed);
+    let period = down + up;
+    sim.world = Box::new(move |i, t| {
+        let phase = Duration::from_nanos((t.as_nanos() % period.as_nanos()) as u64);
+        if i == 0 && phase < down {
+            Endpoint::Refused
+        } else {
+            Endpoint::Up
+        }
+    });
+    sim.start(&[None]);
+    sim.run_until(DAY);
+    sim.moves
+}
+
+#[test]
+fn sim_a_flapping_primary_moves_users_at_most_6_times_an_hour() {
+    let mut worst = (0, Duration::ZERO, Duration::ZERO);
+    for down_s in [30, 60, 300, 900] {
+        for up_s in [
+            30, 60, 120, 300, 600, 700, 1200, 1800, 2400, 3600, 5400, 7200,
+        ] {
+            let (down, up) = (Duration::from_secs(down_s), Duration::from_secs(up_s));
+            let moves = flapping(down, up, down_s ^ up_s);
+            let most = max_in_window(&moves, HOUR);
+            if most > worst.0 {
+                worst = (most, down, up);
+            }
+        }
+    }
+    println!(
+        "flapping primary: at most {} moves in any hour (down {:?} / up {:?})",
+        worst.0, worst.1, worst.2
+    );
+    assert!(worst.0 <= 6, "{worst:?}");
+}
+
+#[test]
+fn sim_one_lost_probe_at_start_moves_nothing() {
+    // 20 % loss from the first instant; 2,000 fresh starts.
+    let mut off_primary = 0;
+    for seed in 0..2000 {
+        let mut sim = Sim::new(config(TWO), seed);
+        sim.loss = vec![0.2; 2];
+        sim.first_round();
+        sim.start(&[None]);
+        if sim.answer(0) != Target(0) {
+            off_primary += 1;
+        }
+    }
+    println!("20% loss at start: {off_primary} of 2000 starts answered off the primary");
+    assert!(off_primary <= 2, "{off_primary} starts moved users");
+}
+
+fn three_regions(failback_after: &str) -> Arc<Config> {
+    config(&format!(
+        r#"
+[[check]]
+name = "a"
+kind = "tcp"
+address = "127.0.0.1:1"
+
+[[check]]
+name = "b"
+kind = "tcp"
+address = "127.0.0.1:2"
+
+[[check]]
+name = "c"
+kind = "tcp"
+address = "127.0.0.1:3"
+
+[[alias]]
+name = "desktop.example.com"
+failback_after = "{failback_after}"
+targets = [
+  {{ region = "us-west-2", connection_id = "A", checks = ["a"] }},
+  {{ region = "us-east-1", connection_id = "B", checks = ["b"] }},
+  {{ region = "eu-west-1", connection_id = "C", checks = ["c"] }},
+]
+"#
+    ))
+}
+
+#[test]
+fn sim_three_region_failback_completes_on_time() {
+    let config = three_regions("60s");
+    let mut sim = Sim::new(config.clone(), 7);
+    sim.world = Box::new(|i, t| {
+        let down = match i {
+            0 => t >= secs(60.0) && t < secs(400.0),
+            1 => t >= secs(60.0) && t < secs(300.0),
+            _ => false,
+        };
+        if down {
+            Endpoint::Refused
+        } else {
+            Endpoint::Up
+        }
+    });
+    sim.first_round();
+    sim.start(&[None]);
+    sim.run_until(secs(1200.0));
+    let path: Vec<Answer> = sim.moves.iter().map(|m| m.to).collect();
+    assert_eq!(path, [Target(2), Target(1), Target(0)], "{:?}", sim.moves);
+    // The last failback comes due at A's "up since" + the doubled wait
+    // (one failback already happened): exactly then, not at some later
+    // unrelated event.
+    let a_up = sim.core.checks()[0].state.since;
+    let due = a_up + config.aliases[0].policy.damped(1);
+    let last = sim.moves[2].at;
+    assert_eq!(sim.base + last, due, "{:?}", sim.moves);
+}
+
+#[test]
+fn sim_composite_healthy_since_ignores_a_flapping_member() {
+    let config = config(
+        r#"
+[[check]]
+name = "gw-a"
+kind = "tcp"
+address = "127.0.0.1:1"
+
+[[check]]
+name = "gw-b"
+kind = "tcp"
+address = "127.0.0.1:2"
+
+[[check]]
+name = "pdx"
+kind = "any"
+checks = ["gw-a", "gw-b"]
+
+[[check]]
+name = "iad"
+kind = "tcp"
+address = "127.0.0.1:3"
+
+[[alias]]
+name = "desktop.example.com"
+failback_after = "120s"
+targets = [
+  { region = "us-west-2", connection_id = "PDX1", checks = ["pdx"] },
+  { region = "us-east-1", connection_id = "IAD2", checks = ["iad"] },
+]
+"#,
+    );
+    let mut sim = Sim::new(config.clone(), 11);
+    // Both gateways down 100–300 s; then gw-a stays up while gw-b flaps
+    // (down 60 s, up 60 s) for ever.
+    sim.world = Box::new(|i, t| {
+        let s = t.as_secs();
+        let down = match i {
+            0 => (100..300).contains(&s),
+            1 => (100..300).contains(&s) || (s >= 300 && (s / 60) % 2 == 0),
+            _ => false,
+        };
+        if down {
+            Endpoint::Refused
+        } else {
+            Endpoint::Up
+        }
+    });
+    sim.first_round();
+    sim.start(&[None]);
+    sim.run_until(secs(1200.0));
+    let back = sim
+        .moves
+        .iter()
+        .find(|m| m.to == Target(0))
+        .expect("failback");
+    // gw-a is up again after `rise` rounds past 300 s; the failback follows
+    // failback_after later, whatever gw-b does meanwhile.
+    let timing = config.checks[0].timing;
+    let latest = secs(300.0)
+        + timing.interval * (timing.rise + 1)
+        + config.aliases[0].policy.failback_after
+        + timing.interval;
+    assert!(
+        back.at <= latest,
+        "failback at {:?}, due by {latest:?}",
+        back.at
+    );
+}
+
+#[test]
+fn sim_a_reload_keeps_a_changed_checks_state_until_its_first_result() {
+    let mut sim = Sim::new(config(TWO), 5);
+    sim.world = Box::new(|i, t| {
+        if i == 0 && t >= secs(30.0) {
+            Endpoint::Refused
+        } else {
+            Endpoint::Up
+        }
+    });
+    sim.first_round();
+    sim.start(&[None]);
+    sim.run_until(secs(200.0));
+    assert_eq!(sim.answer(0), Target(1));
+    // The primary's check is edited (a longer timeout) and reloaded.
+    let edited = config(&TWO.replace(
+        "address = \"127.0.0.1:1\"",
+        "address = \"127.0.0.1:1\"\ntimeout = \"1s\"",
+    ));
+    let at = sim.base + sim.now;
+    let (probe_now, previous) = sim.core.reload(edited, at, 0);
+    assert_eq!(probe_now, [true, false]);
+    assert_eq!(previous, [Some(Target(1))]);
+    assert_eq!(
+        sim.answer(0),
+        Target(1),
+        "the reload must not flip to the dead primary"
+    );
+    assert!(
+        !sim.core.checks()[0].state.state.healthy(),
+        "the old state stands"
+    );
+    // Its first new result decides its state directly.
+    let up = Outcome {
+        ok: true,
+        latency: Duration::ZERO,
+        detail: String::new(),
+    };
+    sim.core.observe(0, up, at);
+    assert!(sim.core.checks()[0].state.state.healthy());
+    let changes = sim.core.reevaluate(at, 0, false);
+    assert_eq!(
+        sim.answer(0),
+        Target(1),
+        "a failback still waits: {changes:?}"
+    );
+}
+
+#[test]
+fn sim_a_restart_resumes_answers_parking_and_damping() {
+    use super::super::memory;
+    // (policy, the secondary fails at 200 s, the primary comes back at 300 s)
+    for (policy, secondary_fails, primary_back) in [
+        ("failback = \"manual\"", false, true),
+        ("all_down = \"last\"", true, false),
+    ] {
+        let text = TWO.replace(
+            "name = \"desktop.example.com\"",
+            &format!("name = \"desktop.example.com\"\n{policy}"),
+        );
+        let mut sim = Sim::new(config(&text), 3);
+        sim.world = Box::new(move |i, t| {
+            let s = t.as_secs();
+            let down = match i {
+                0 => s >= 30 && (s < 300 || !primary_back),
+                _ => secondary_fails && s >= 200,
+            };
+            if down {
+                Endpoint::Refused
+            } else {
+                Endpoint::Up
+            }
+        });
+        sim.first_round();
+        sim.start(&[None]);
+        sim.run_until(secs(400.0));
+        assert_eq!(sim.answer(0), Target(1), "{policy}: {:?}", sim.moves);
+        for age in [Duration::from_secs(2), Duration::from_secs(3600)] {
+            // A restart `age` after the last capture.
+            let at = sim.base + sim.now;
+            let memory = memory::capture(&sim.core, at, 1_000_000_000_000);
+            let unix_later = 1_000_000_000_000 + age.as_millis() as u64;
+            let mut core = Core::new(sim.core.config().clone(), at + age);
+            let (previous, _) = memory::resume(&mut core, &memory, at + age, unix_later);
+            assert_eq!(previous, [Some(Target(1))]);
+            let mut restarted = Sim::new(sim.core.config().clone(), 4);
+            restarted.core = core;
+            restarted.base = sim.base;
+            restarted.now = sim.now + age;
+            restarted.first_round();
+            restarted.start(&previous);
+            assert_eq!(
+                restarted.answer(0),
+                Target(1),
+                "{policy}, restart after {age:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sim_ten_thousand_checks_a_million_rounds() {
+    let mut text = String::new();
+    for i in 0..10_000 {
+        text.push_str(&format!(
+            "[[check]]\nname = \"c{i}\"\nkind = \"tcp\"\naddress = \"127.0.0.1:{}\"\ninterval = \"1s\"\ntimeout = \"400ms\"\n\n",
+            1000 + i % 50
+        ));
+    }
+    for a in 0..5_000 {
+        text.push_str(&format!(
+            "[[alias]]\nname = \"a{a}.example.com\"\ntargets = [\n  {{ region = \"us-west-2\", connection_id = \"P{a}\", checks = [\"c{}\"] }},\n  {{ region = \"us-east-1\", connection_id = \"S{a}\", checks = [\"c{}\"] }},\n]\n\n",
+            2 * a,
+            2 * a + 1
+        ));
+    }
+    let mut sim = Sim::new(config(&text), 9);
+    sim.loss = vec![0.05; 10_000];
+    sim.first_round();
+    sim.start(&vec![None; 5_000]);
+    let clock = std::time::Instant::now();
+    sim.run_until(secs(100.0));
+    let took = clock.elapsed();
+    println!(
+        "10,000 checks, 5,000 aliases: {} rounds in {took:?} ({:.1} µs per round, this build)",
+        sim.rounds,
+        took.as_secs_f64() * 1e6 / sim.rounds as f64
+    );
+    assert!(sim.rounds >= 990_000, "{}", sim.rounds);
+}
