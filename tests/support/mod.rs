@@ -498,3 +498,372 @@ pub fn wait_closed(s: &mut TcpStream, within: Duration) -> (Duration, usize) {
         );
     }
 }
+
+/// What a `SwitchEndpoint` does with a connection, set at any time.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// Answers 200 with its body (a TCP probe connects).
+    Up,
+    /// Answers 503 (a TCP probe still connects).
+    Fail,
+    /// Not listening: connections are refused.
+    Refuse,
+    /// Accepts and never answers, holding the connection.
+    Hang,
+}
+
+impl Mode {
+    fn from_u8(v: u8) -> Mode {
+        match v {
+            0 => Mode::Up,
+            1 => Mode::Fail,
+            2 => Mode::Refuse,
+            _ => Mode::Hang,
+        }
+    }
+}
+
+/// A mode cell that several endpoints can share, so that they change
+/// together, between two probes of either.
+#[derive(Clone)]
+pub struct Switch(Arc<std::sync::atomic::AtomicU8>);
+
+impl Default for Switch {
+    fn default() -> Switch {
+        Switch(Arc::new(std::sync::atomic::AtomicU8::new(0)))
+    }
+}
+
+impl Switch {
+    pub fn set(&self, mode: Mode) {
+        self.0.store(mode as u8, Ordering::SeqCst);
+    }
+
+    pub fn get(&self) -> Mode {
+        Mode::from_u8(self.0.load(Ordering::SeqCst))
+    }
+}
+
+/// A local HTTP (and TCP) endpoint switched between answering 200, 503,
+/// refusing connections and hanging; it can also fail only its first N
+/// requests, and counts what it saw.
+pub struct SwitchEndpoint {
+    pub addr: SocketAddr,
+    pub switch: Switch,
+    fail_first: Arc<std::sync::atomic::AtomicU32>,
+    requests: Arc<std::sync::atomic::AtomicU32>,
+    failed: Arc<std::sync::atomic::AtomicU32>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for SwitchEndpoint {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+impl SwitchEndpoint {
+    pub fn start() -> SwitchEndpoint {
+        SwitchEndpoint::with(Switch::default(), 0)
+    }
+
+    /// An endpoint whose first `n` requests ever are answered 503.
+    pub fn failing_first(n: u32) -> SwitchEndpoint {
+        SwitchEndpoint::with(Switch::default(), n)
+    }
+
+    /// An endpoint following `switch` (which others may share).
+    pub fn sharing(switch: &Switch) -> SwitchEndpoint {
+        SwitchEndpoint::with(switch.clone(), 0)
+    }
+
+    fn with(switch: Switch, fail_first: u32) -> SwitchEndpoint {
+        use std::sync::atomic::{AtomicBool, AtomicU32};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let ep = SwitchEndpoint {
+            addr,
+            switch,
+            fail_first: Arc::new(AtomicU32::new(fail_first)),
+            requests: Arc::new(AtomicU32::new(0)),
+            failed: Arc::new(AtomicU32::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let (switch, fail_first, requests, failed, stop) = (
+            ep.switch.clone(),
+            ep.fail_first.clone(),
+            ep.requests.clone(),
+            ep.failed.clone(),
+            ep.stop.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut listener = Some(listener);
+            while !stop.load(Ordering::SeqCst) {
+                let mode = switch.get();
+                if mode == Mode::Refuse {
+                    listener = None;
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                }
+                let l = match &listener {
+                    Some(l) => l,
+                    None => match TcpListener::bind(addr) {
+                        Ok(l) => {
+                            l.set_nonblocking(true).unwrap();
+                            listener.insert(l)
+                        }
+                        Err(_) => {
+                            std::thread::sleep(Duration::from_millis(2));
+                            continue;
+                        }
+                    },
+                };
+                let mut conn = match l.accept() {
+                    Ok((conn, _)) => conn,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(2));
+                        continue;
+                    }
+                };
+                let (switch, fail_first, requests, failed) = (
+                    switch.clone(),
+                    fail_first.clone(),
+                    requests.clone(),
+                    failed.clone(),
+                );
+                std::thread::spawn(move || {
+                    conn.set_nonblocking(false).ok();
+                    if mode == Mode::Hang {
+                        // Held until the switch moves on (or 10 s).
+                        let start = Instant::now();
+                        while switch.get() == Mode::Hang
+                            && start.elapsed() < Duration::from_secs(10)
+                        {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        return;
+                    }
+                    conn.set_read_timeout(Some(Duration::from_secs(2))).ok();
+                    if read_head(&mut conn).is_none() {
+                        return;
+                    }
+                    requests.fetch_add(1, Ordering::SeqCst);
+                    let first = fail_first
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                    let code = if first || mode == Mode::Fail {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                        503
+                    } else {
+                        200
+                    };
+                    let body = "healthy";
+                    let reply = format!(
+                        "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(reply.as_bytes());
+                });
+            }
+        });
+        ep
+    }
+
+    pub fn set(&self, mode: Mode) {
+        self.switch.set(mode);
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/ping", self.addr)
+    }
+
+    /// HTTP requests read so far (TCP probes that send nothing are not counted).
+    pub fn requests(&self) -> u32 {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests answered 503 so far.
+    pub fn failed(&self) -> u32 {
+        self.failed.load(Ordering::SeqCst)
+    }
+}
+
+/// What one poll saw: the TXT strings joined with `|`, or the rcode when
+/// there is no TXT.
+pub fn answer_label(m: &Message) -> String {
+    let txt = txt_of(m);
+    if txt.is_empty() {
+        format!("{:?} (no TXT)", m.metadata.response_code)
+    } else {
+        txt.join(",")
+    }
+}
+
+/// Every distinct answer a `Poller` saw, in order, with when it first saw it
+/// (since the poller started).
+#[derive(Clone, Debug, Default)]
+pub struct PollLog {
+    pub changes: Vec<(Duration, String)>,
+    pub queries: u32,
+    pub lost: u32,
+}
+
+impl PollLog {
+    /// The distinct answers seen, in the order first seen.
+    pub fn answers(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (_, a) in &self.changes {
+            if !out.contains(a) {
+                out.push(a.clone());
+            }
+        }
+        out
+    }
+}
+
+/// Queries a name over UDP in a background thread every `every` and records
+/// each answer that differs from the one before, so a brief flip between two
+/// checks of the test is not missed.
+pub struct Poller {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    log: Arc<std::sync::Mutex<PollLog>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Poller {
+    pub fn start(addr: SocketAddr, name: &str, every: Duration) -> Poller {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let log = Arc::new(std::sync::Mutex::new(PollLog::default()));
+        let (s, l, name) = (stop.clone(), log.clone(), name.to_string());
+        let handle = std::thread::spawn(move || {
+            let start = Instant::now();
+            while !s.load(Ordering::SeqCst) {
+                let q = plain_query(&name, RecordType::TXT);
+                let got = query_udp_timeout(addr, &q, Duration::from_millis(500));
+                let mut log = l.lock().unwrap();
+                log.queries += 1;
+                match got {
+                    None => log.lost += 1,
+                    Some(m) => {
+                        let a = answer_label(&m);
+                        if log.changes.last().is_none_or(|(_, last)| *last != a) {
+                            log.changes.push((start.elapsed(), a));
+                        }
+                    }
+                }
+                drop(log);
+                std::thread::sleep(every);
+            }
+        });
+        Poller {
+            stop,
+            log,
+            handle: Some(handle),
+        }
+    }
+
+    /// What was seen so far.
+    pub fn log(&self) -> PollLog {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn stop(mut self) -> PollLog {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            h.join().unwrap();
+        }
+        self.log()
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Polls `ok` every 20 ms until it holds, failing after `within` with
+/// `what` and `context()`; how long it took.
+pub fn poll_until(
+    within: Duration,
+    what: &str,
+    context: impl Fn() -> String,
+    mut ok: impl FnMut() -> bool,
+) -> Duration {
+    let start = Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < within,
+            "timed out after {within:?} waiting for {what}\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+impl Server {
+    /// Sends SIGTERM and waits (DEADLINE) for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "no exit after SIGTERM; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server with SIGTERM and starts it again on the same
+    /// directory, config and port; the old log is kept beside the new one
+    /// as `serve-<port>.before-restart.log`.
+    pub fn restart(mut self) -> Server {
+        let status = self.terminate();
+        assert!(status.success(), "SIGTERM exit: {status}");
+        let (dir, port) = (self.dir.clone(), self.addr.port());
+        let kept = dir.join(format!("serve-{port}.before-restart.log"));
+        std::fs::rename(&self.log, &kept).unwrap();
+        drop(self);
+        Server::start_with(&dir, &dir.join("txtfailover.toml"), port)
+    }
+
+    /// The `state` of a check in `/v1/checks` (`up`, `down`, `no data`).
+    pub fn check_state(&self, name: &str) -> String {
+        let (code, body) = self.get("/v1/checks");
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no check {name} in {body}"))["state"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// One alias's entry in `/v1/status` (name with or without the final dot).
+    pub fn alias_status(&self, name: &str) -> serde_json::Value {
+        let (code, body) = self.get("/v1/status");
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let bare = name.trim_end_matches('.');
+        v["aliases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"].as_str().unwrap_or("").trim_end_matches('.') == bare)
+            .unwrap_or_else(|| panic!("no alias {name} in {body}"))
+            .clone()
+    }
+}
