@@ -31,6 +31,8 @@ pub struct Policy {
     pub all_down: AllDown,
     pub failback: Failback,
     pub failback_after: Duration,
+    pub failback_after_max: Duration,
+    pub failback_reset: Duration,
 }
 
 impl Default for Policy {
@@ -39,6 +41,8 @@ impl Default for Policy {
             all_down: AllDown::Primary,
             failback: Failback::Auto,
             failback_after: Duration::from_secs(120),
+            failback_after_max: Duration::from_secs(16 * 120),
+            failback_reset: Duration::from_secs(3600),
         }
     }
 }

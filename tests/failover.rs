@@ -19,6 +19,7 @@ kind = "http"
 url = "{primary}"
 interval = "150ms"
 timeout = "100ms"
+attempts = 1
 fall = 2
 rise = 2
 
@@ -28,6 +29,7 @@ kind = "http"
 url = "{secondary}"
 interval = "150ms"
 timeout = "100ms"
+attempts = 1
 fall = 2
 rise = 2
 
@@ -258,6 +260,7 @@ kind = "command"
 command = ["test", "-e", "{}"]
 interval = "100ms"
 timeout = "80ms"
+attempts = 1
 fall = 1
 rise = 1
 
@@ -325,6 +328,7 @@ kind = "command"
 command = ["test", "-e", "{}"]
 interval = "100ms"
 timeout = "80ms"
+attempts = 1
 fall = 1
 
 [[check]]
@@ -333,6 +337,7 @@ kind = "command"
 command = ["test", "-e", "{}"]
 interval = "100ms"
 timeout = "80ms"
+attempts = 1
 fall = 1
 
 [[check]]

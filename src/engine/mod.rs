@@ -807,6 +807,7 @@ impl Engine {
                 check: i,
                 outcome,
                 generation,
+                at: now,
             },
             now,
         );
@@ -871,8 +872,14 @@ impl Engine {
         tx: mpsc::Sender<ProbeResult>,
     ) {
         let waits = vec![false; probers.len()];
-        self.loops =
-            health::spawn_loops(probers, &self.config.checks, &tx, self.generation, &waits);
+        self.loops = health::spawn_loops(
+            probers,
+            &self.config.checks,
+            &tx,
+            self.generation,
+            &waits,
+            &self.metrics,
+        );
         self.probe_tx = Some(tx);
     }
 
@@ -1054,6 +1061,7 @@ impl Engine {
                 tx,
                 self.generation,
                 &probe_now,
+                &self.metrics,
             );
         }
         let fresh = probe_now.iter().filter(|p| **p).count();
