@@ -7,6 +7,7 @@ fn policy(all_down: AllDown, failback: Failback) -> Policy {
         all_down,
         failback,
         failback_after: AFTER,
+        ..Policy::default()
     }
 }
 
