@@ -321,7 +321,9 @@ mod tests {
         let o = p.round(timeout, 2).await;
         let took = start.elapsed();
         assert!(!o.ok);
-        assert_eq!(o.detail, "timed out after 150ms (2 of 2 attempts failed)");
+        // The client's own timeout and the round's race; either says so.
+        assert!(o.detail.contains("timed out"), "{o:?}");
+        assert!(o.detail.ends_with(" (2 of 2 attempts failed)"), "{o:?}");
         assert!(took >= timeout * 2, "{took:?}");
         assert!(took < Duration::from_secs(2), "{took:?}");
         assert!(
