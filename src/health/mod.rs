@@ -14,7 +14,7 @@ use tokio::time::MissedTickBehavior;
 
 use std::time::Instant;
 
-use crate::config::{CheckSpec, ProbeSpec, Timing};
+use crate::config::{CheckSpec, MIN_PROBE_INTERVAL, ProbeSpec, Timing};
 use crate::metrics::{Metrics, ProbeCounters};
 pub use machine::{CheckState, Outcome, State};
 pub use probe::Prober;
@@ -84,6 +84,7 @@ fn first_attempts(timing: &Timing) -> u32 {
     timing.fall.max(timing.attempts)
 }
 
+/// Bumps the attempt counters for one round that made `made` attempts.
 fn count(counters: &ProbeCounters, outcome: &Outcome, made: u32) {
     let failed = if outcome.ok {
         counters.attempts_ok.inc();
@@ -149,12 +150,14 @@ pub fn spawn_loops(
             let prober = Arc::clone(prober);
             let timing = check.timing;
             let tx = tx.clone();
-            let now = probe_now.get(index).copied().unwrap_or(false);
+            let at_once = probe_now.get(index).copied().unwrap_or(false);
+            // Validation keeps it above the floor; a zero period would panic.
+            let period = timing.interval.max(MIN_PROBE_INTERVAL);
             let counters = metrics.probe_counters(&check.name);
             tokio::spawn(async move {
                 let begun = tokio::time::Instant::now();
-                let base = begun.checked_add(phase(timing.interval)).unwrap_or(begun);
-                if now {
+                let base = begun.checked_add(phase(period)).unwrap_or(begun);
+                if at_once {
                     let (outcome, made) = prober
                         .round_counted(timing.timeout, first_attempts(&timing))
                         .await;
@@ -169,12 +172,12 @@ pub fn spawn_loops(
                         return;
                     }
                 }
-                let first = next_slot(base, timing.interval, tokio::time::Instant::now());
-                let mut slots = tokio::time::interval_at(first, timing.interval);
+                let first = next_slot(base, period, tokio::time::Instant::now());
+                let mut slots = tokio::time::interval_at(first, period);
                 slots.set_missed_tick_behavior(MissedTickBehavior::Skip);
                 loop {
                     let slot = slots.tick().await;
-                    if slot.elapsed() > late_after(timing.interval) {
+                    if slot.elapsed() > late_after(period) {
                         counters.late.inc();
                     }
                     let (outcome, made) =
