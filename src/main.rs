@@ -212,12 +212,14 @@ fn check_report(config: &Config) -> String {
         let t = &c.timing;
         let _ = writeln!(
             out,
-            "check {} every {} timeout {} fall {} rise {}",
+            "check {} every {} timeout {} attempts {} fall {} rise {}{}",
             c.name,
             humantime::format_duration(t.interval),
             humantime::format_duration(t.timeout),
+            t.attempts,
             t.fall,
-            t.rise
+            t.rise,
+            if c.canary { " (canary)" } else { "" }
         );
     }
     for a in &config.aliases {

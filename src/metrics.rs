@@ -41,6 +41,18 @@ pub struct Metrics {
     /// Indexed by `TcpDrop as usize`.
     tcp_dropped: Vec<Counter>,
     tcp_accept_errors: Counter,
+    probe_rounds_late: Family<Labels, Counter>,
+    probe_attempts: Family<Labels, Counter>,
+}
+
+/// One probe loop's counters, created when the loop starts so they read 0
+/// before anything happened.
+#[derive(Clone)]
+pub struct ProbeCounters {
+    /// Rounds that began well after their slot: the prober is overloaded.
+    pub late: Counter,
+    pub attempts_ok: Counter,
+    pub attempts_failed: Counter,
 }
 
 /// Why a TCP connection was refused or closed by us.
@@ -243,6 +255,18 @@ impl Metrics {
             "Failed accept() calls on DNS TCP listeners (e.g. out of file descriptors)",
             tcp_accept_errors.clone(),
         );
+        let probe_rounds_late = Family::default();
+        registry.register(
+            "probe_rounds_late",
+            "Probe rounds that started more than max(10% of the interval, 50 ms) after their slot (the prober is overloaded)",
+            probe_rounds_late.clone(),
+        );
+        let probe_attempts = Family::default();
+        registry.register(
+            "probe_attempts",
+            "Probe attempts by check and result (ok, fail); a round makes up to `attempts` of them",
+            probe_attempts.clone(),
+        );
         let build: Family<Labels, Gauge> = Family::default();
         registry.register("build_info", "Version of the running binary", build.clone());
         build
@@ -271,6 +295,28 @@ impl Metrics {
             tcp_open,
             tcp_dropped,
             tcp_accept_errors,
+            probe_rounds_late,
+            probe_attempts,
+        }
+    }
+
+    /// The counters a probe loop of `check` bumps.
+    pub fn probe_counters(&self, check: &str) -> ProbeCounters {
+        let attempts = |result: &str| {
+            self.probe_attempts
+                .get_or_create(&vec![
+                    ("check", check.to_string()),
+                    ("result", result.to_string()),
+                ])
+                .clone()
+        };
+        ProbeCounters {
+            late: self
+                .probe_rounds_late
+                .get_or_create(&vec![("check", check.to_string())])
+                .clone(),
+            attempts_ok: attempts("ok"),
+            attempts_failed: attempts("fail"),
         }
     }
 

@@ -62,7 +62,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         checks = config.checks.len(),
         "running the first probe round"
     );
-    let first = health::first_round(&probers, &config.checks).await;
+    let first = health::first_round(&probers, &config.checks, &metrics).await;
     let mut engine = Engine::start(
         status,
         metrics.clone(),

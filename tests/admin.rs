@@ -16,6 +16,7 @@ kind = "http"
 url = "{}"
 interval = "150ms"
 timeout = "100ms"
+attempts = 1
 fall = 1
 
 [[check]]
@@ -24,6 +25,7 @@ kind = "http"
 url = "{}"
 interval = "150ms"
 timeout = "100ms"
+attempts = 1
 
 [[alias]]
 name = "desktop.example.com"
@@ -131,6 +133,7 @@ kind = "http"
 url = "{}"
 interval = "150ms"
 timeout = "100ms"
+attempts = 1
 
 [[check]]
 name = "iad"
@@ -138,6 +141,7 @@ kind = "http"
 url = "{}"
 interval = "150ms"
 timeout = "100ms"
+attempts = 1
 
 [[alias]]
 name = "desktop.example.com"

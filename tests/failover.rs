@@ -19,6 +19,7 @@ kind = "http"
 url = "{primary}"
 interval = "150ms"
 timeout = "100ms"
+attempts = 1
 fall = 2
 rise = 2
 
@@ -28,6 +29,7 @@ kind = "http"
 url = "{secondary}"
 interval = "150ms"
 timeout = "100ms"
+attempts = 1
 fall = 2
 rise = 2
 
@@ -259,6 +261,7 @@ kind = "command"
 command = ["test", "-e", "{}"]
 interval = "100ms"
 timeout = "80ms"
+attempts = 1
 fall = 1
 rise = 1
 
@@ -326,6 +329,7 @@ kind = "command"
 command = ["test", "-e", "{}"]
 interval = "100ms"
 timeout = "80ms"
+attempts = 1
 fall = 1
 
 [[check]]
@@ -334,6 +338,7 @@ kind = "command"
 command = ["test", "-e", "{}"]
 interval = "100ms"
 timeout = "80ms"
+attempts = 1
 fall = 1
 
 [[check]]

@@ -20,6 +20,7 @@ kind = "http"
 url = "{}"
 interval = "100ms"
 timeout = "80ms"
+attempts = 1
 fall = 1
 rise = 1
 

@@ -20,6 +20,7 @@ kind = "http"
 url = "{}"
 interval = "100ms"
 timeout = "80ms"
+attempts = 1
 fall = 1
 rise = 1
 
@@ -172,7 +173,8 @@ fn no_query_is_lost_through_reloads_and_failovers() {
 #[test]
 fn a_sighup_during_start_up_is_a_reload_once_ready() {
     // A target that accepts and never answers: the first probe round takes
-    // its whole timeout, the window in which an operator's reload lands.
+    // its whole timeout (one attempt here: max(fall, attempts) = 1), the
+    // window in which an operator's reload lands.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let target = silent.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -185,7 +187,7 @@ fn a_sighup_during_start_up_is_a_reload_once_ready() {
     let port = free_port();
     let config = format!(
         "[[check]]\nname = \"pdx\"\nkind = \"http\"\nurl = \"http://{target}/ping\"\n\
-         interval = \"10s\"\ntimeout = \"3s\"\n\n\
+         interval = \"10s\"\ntimeout = \"3s\"\nattempts = 1\nfall = 1\n\n\
          [[alias]]\nname = \"desktop.example.com\"\n\
          targets = [ {{ region = \"us-west-2\", connection_id = \"PDX1\", checks = [\"pdx\"] }} ]\n"
     );

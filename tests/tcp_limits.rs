@@ -31,6 +31,7 @@ kind = "http"
 url = "{}"
 interval = "200ms"
 timeout = "150ms"
+attempts = 1
 fall = 2
 rise = 2
 
@@ -40,6 +41,7 @@ kind = "http"
 url = "{}"
 interval = "200ms"
 timeout = "150ms"
+attempts = 1
 fall = 2
 rise = 2
 

@@ -147,6 +147,9 @@ pub struct CheckSpec {
     pub name: String,
     pub probe: ProbeSpec,
     pub timing: Timing,
+    /// Watches something that is not a Region (e.g. the path to AWS); while
+    /// it fails, no answer moves.
+    pub canary: bool,
 }
 
 /// When and how often a check runs, and how many results move its state.
@@ -156,15 +159,19 @@ pub struct Timing {
     pub timeout: Duration,
     pub fall: u32,
     pub rise: u32,
+    /// Attempts per round, back to back; the round fails only when all do,
+    /// so one lost packet is not a failed round.
+    pub attempts: u32,
 }
 
 impl Default for Timing {
     fn default() -> Self {
         Timing {
-            interval: Duration::from_secs(10),
-            timeout: Duration::from_secs(4),
-            fall: 3,
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            fall: 5,
             rise: 2,
+            attempts: 2,
         }
     }
 }
@@ -1028,10 +1035,30 @@ impl Validator<'_> {
                 continue;
             }
             let mut timing = self.timing(c);
-            if c.kind.get_ref() == "external" {
+            let kind = c.kind.get_ref().as_str();
+            if kind == "external" {
                 // Reports come from systems that debounce already: one report moves it.
                 timing.fall = c.fall.as_ref().map_or(1, |_| timing.fall);
                 timing.rise = c.rise.as_ref().map_or(1, |_| timing.rise);
+            }
+            if matches!(kind, "external" | "all" | "any" | "at_least") {
+                // Nothing is probed, so a round is one result.
+                timing.attempts = 1;
+            }
+            let canary = c.canary.as_ref().is_some_and(|v| *v.get_ref());
+            if let Some(v) = c
+                .canary
+                .as_ref()
+                .filter(|v| *v.get_ref() && matches!(kind, "all" | "any" | "at_least"))
+            {
+                self.err(
+                    &v.span(),
+                    format!(
+                        "{kind} check {:?} cannot be a canary: a composite is derived from its members, not probed",
+                        c.name.get_ref()
+                    ),
+                    "set canary = true on a probed check (http, https, tcp, command or external) instead",
+                );
             }
             let probe = match c.kind.get_ref().as_str() {
                 kind @ ("http" | "https") => self.http(c, kind).map(ProbeSpec::Http),
@@ -1057,6 +1084,7 @@ impl Validator<'_> {
                         name,
                         probe,
                         timing,
+                        canary,
                     },
                     span,
                 ));
@@ -1076,6 +1104,7 @@ impl Validator<'_> {
             ("command", c.command.as_ref().map(|s| s.span())),
             ("interval", c.interval.as_ref().map(|s| s.span())),
             ("timeout", c.timeout.as_ref().map(|s| s.span())),
+            ("attempts", c.attempts.as_ref().map(|s| s.span())),
         ]);
         self.foreign("external", &foreign);
         let stale_after = self.duration(
@@ -1107,6 +1136,7 @@ impl Validator<'_> {
             ("timeout", c.timeout.as_ref().map(|s| s.span())),
             ("fall", c.fall.as_ref().map(|s| s.span())),
             ("rise", c.rise.as_ref().map(|s| s.span())),
+            ("attempts", c.attempts.as_ref().map(|s| s.span())),
         ]);
         if kind != "at_least" {
             foreign.push(("at_least", c.at_least.as_ref().map(|s| s.span())));
@@ -1202,8 +1232,23 @@ impl Validator<'_> {
 
     fn timing(&mut self, c: &RawCheck) -> Timing {
         let d = Timing::default();
+        let attempts = self.int_in(
+            "attempts",
+            c.attempts.as_ref(),
+            1..=10,
+            d.attempts,
+            &format!(
+                "attempts per probe round, back to back; the default is {}",
+                d.attempts
+            ),
+        );
         let interval = self.duration("interval", c.interval.as_ref(), d.interval);
-        let timeout = self.duration("timeout", c.timeout.as_ref(), d.timeout.min(interval / 2));
+        // Unset, the timeout shrinks so that a whole round fits the interval.
+        let timeout = self.duration(
+            "timeout",
+            c.timeout.as_ref(),
+            d.timeout.min(interval / 2).min(interval / attempts),
+        );
         if let Some(v) = c
             .interval
             .as_ref()
@@ -1248,6 +1293,24 @@ impl Validator<'_> {
                 ),
                 "lower `timeout` or raise `interval` so probes never overlap",
             );
+        } else if timeout.saturating_mul(attempts) > interval {
+            let span = c
+                .attempts
+                .as_ref()
+                .map(|s| s.span())
+                .or(c.timeout.as_ref().map(|s| s.span()))
+                .or(c.interval.as_ref().map(|s| s.span()))
+                .unwrap_or(c.name.span());
+            self.err(
+                &span,
+                format!(
+                    "check {:?}: a round of {attempts} attempts can last {attempts} × timeout ({}), longer than the interval ({})",
+                    c.name.get_ref(),
+                    humantime::format_duration(timeout),
+                    humantime::format_duration(interval)
+                ),
+                "lower `timeout` or `attempts`, or raise `interval`, so a round fits in the interval",
+            );
         }
         let mut threshold = |field: &str, v: &Option<Spanned<i64>>, default: u32| match v {
             None => default,
@@ -1268,6 +1331,7 @@ impl Validator<'_> {
             timeout,
             fall,
             rise,
+            attempts,
         }
     }
 
@@ -1628,6 +1692,32 @@ impl Validator<'_> {
                     crate::decide::DEFAULT_FAILBACK_AFTER,
                 ),
             };
+            // The wait doubles for a flapping target up to this bound.
+            let failback_after_max = self.duration(
+                "failback_after_max",
+                a.failback_after_max.as_ref(),
+                failback_after.saturating_mul(16).min(MAX_DURATION),
+            );
+            if let Some(m) = a
+                .failback_after_max
+                .as_ref()
+                .filter(|_| failback_after_max < failback_after)
+            {
+                self.err(
+                    &m.span(),
+                    format!(
+                        "alias {name}: failback_after_max ({}) is shorter than failback_after ({})",
+                        humantime::format_duration(failback_after_max),
+                        humantime::format_duration(failback_after)
+                    ),
+                    "raise failback_after_max to at least failback_after, or leave it out (16 × failback_after)",
+                );
+            }
+            let failback_reset = self.duration(
+                "failback_reset",
+                a.failback_reset.as_ref(),
+                Duration::from_secs(3600),
+            );
             let mut targets: Vec<TargetSpec> = Vec::new();
             if a.targets.get_ref().is_empty() {
                 self.err(
@@ -1702,8 +1792,8 @@ impl Validator<'_> {
                     all_down,
                     failback,
                     failback_after,
-                    failback_after_max: failback_after.saturating_mul(16),
-                    failback_reset: Duration::from_secs(3600),
+                    failback_after_max,
+                    failback_reset,
                 },
                 targets,
             });
@@ -1716,7 +1806,8 @@ impl Validator<'_> {
             }
         }
         for (i, (c, span)) in checks.iter().enumerate() {
-            if !used_checks.contains(&i) {
+            // A canary judges no Region: it is meant to stand alone.
+            if !used_checks.contains(&i) && !c.canary {
                 self.warnings.push(
                     self.map
                         .at(span, format!("check {:?} is not used by any alias", c.name))

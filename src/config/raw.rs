@@ -125,6 +125,8 @@ pub struct RawCheck {
     pub timeout: Option<Spanned<String>>,
     pub fall: Option<Spanned<i64>>,
     pub rise: Option<Spanned<i64>>,
+    pub attempts: Option<Spanned<i64>>,
+    pub canary: Option<Spanned<bool>>,
     // http / https
     pub url: Option<Spanned<String>>,
     pub method: Option<Spanned<String>>,
@@ -153,6 +155,8 @@ pub struct RawAlias {
     pub all_down: Option<Spanned<String>>,
     pub failback: Option<Spanned<String>>,
     pub failback_after: Option<Spanned<String>>,
+    pub failback_after_max: Option<Spanned<String>>,
+    pub failback_reset: Option<Spanned<String>>,
     pub targets: Spanned<Vec<Spanned<RawTarget>>>,
 }
 

@@ -721,3 +721,166 @@ fn tcp_limits_have_defaults_and_bounds() {
         5,
     );
 }
+
+#[test]
+fn shipped_probe_defaults() {
+    let d = Timing::default();
+    assert_eq!(
+        (d.interval, d.timeout, d.fall, d.rise, d.attempts),
+        (Duration::from_secs(5), Duration::from_secs(2), 5, 2, 2)
+    );
+    assert!(
+        d.timeout * d.attempts <= d.interval,
+        "a default round fits its interval"
+    );
+}
+
+#[test]
+fn attempts_are_bounded_and_a_round_fits_the_interval() {
+    fails(
+        &format!("{CHECK}attempts = 0\n"),
+        "`attempts` = 0 is out of range (1 to 10)",
+        8,
+    );
+    fails(
+        &format!("{CHECK}attempts = 11\n"),
+        "`attempts` = 11 is out of range (1 to 10)",
+        8,
+    );
+    fails(
+        &format!("{CHECK}interval = \"5s\"\ntimeout = \"2s\"\nattempts = 3\n"),
+        "a round of 3 attempts can last 3 × timeout (2s), longer than the interval (5s)",
+        10,
+    );
+    // Without `attempts` the error points at the timeout that is too long.
+    fails(
+        &format!("{CHECK}interval = \"1s\"\ntimeout = \"600ms\"\n"),
+        "a round of 2 attempts",
+        9,
+    );
+    let ok = |body: &str| {
+        run(&format!(
+            "{CHECK}{body}{}",
+            alias("{ region = \"r1\", connection_id = \"ABC\", checks = [\"pdx\"] }")
+        ))
+        .unwrap()
+        .checks[0]
+            .timing
+    };
+    let t = ok("interval = \"1s\"\ntimeout = \"500ms\"\n");
+    assert_eq!((t.attempts, t.timeout), (2, Duration::from_millis(500)));
+    let t = ok("interval = \"1s\"\nattempts = 4\n");
+    assert_eq!(
+        t.timeout,
+        Duration::from_millis(250),
+        "an unset timeout shrinks so the round fits"
+    );
+    assert_eq!(ok("attempts = 1\ntimeout = \"4s\"\n").attempts, 1);
+}
+
+#[test]
+fn derived_checks_make_one_attempt_and_refuse_the_key() {
+    let c = run(
+        "[[check]]\nname = \"e\"\nkind = \"external\"\n[[check]]\nname = \"x\"\nkind = \"any\"\nchecks = [\"e\"]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        (c.checks[0].timing.attempts, c.checks[1].timing.attempts),
+        (1, 1)
+    );
+    fails(
+        "[[check]]\nname = \"e\"\nkind = \"external\"\nattempts = 2\n",
+        "`attempts` does not apply to external checks",
+        7,
+    );
+    fails(
+        "[[check]]\nname = \"e\"\nkind = \"external\"\n[[check]]\nname = \"x\"\nkind = \"all\"\nchecks = [\"e\"]\nattempts = 2\n",
+        "`attempts` does not apply to all checks",
+        11,
+    );
+}
+
+#[test]
+fn canaries_are_probed_checks_that_need_no_alias() {
+    let c = run(&format!(
+        "{CHECK}canary = true\n[[check]]\nname = \"aws\"\nkind = \"tcp\"\naddress = \"h:443\"\ncanary = true\n\
+         [[check]]\nname = \"e\"\nkind = \"external\"\ncanary = true\n{}",
+        alias("{ region = \"r1\", connection_id = \"ABC\", checks = [\"pdx\"] }")
+    ))
+    .unwrap();
+    assert!(c.checks.iter().all(|c| c.canary));
+    assert!(
+        c.warnings.is_empty(),
+        "an unused canary is not warned about: {:?}",
+        c.warnings
+    );
+    let c = run(&format!("{CHECK}canary = false\n")).unwrap();
+    assert!(!c.checks[0].canary);
+    assert_eq!(c.warnings.len(), 1, "an unused plain check still warns");
+    fails(
+        &format!(
+            "{CHECK}[[check]]\nname = \"both\"\nkind = \"any\"\nchecks = [\"pdx\"]\ncanary = true\n"
+        ),
+        "any check \"both\" cannot be a canary",
+        12,
+    );
+}
+
+#[test]
+fn failback_backoff_settings() {
+    let targets = "targets = [{ region = \"r\", connection_id = \"A\" }]\n";
+    let policy = |body: &str| {
+        run(&format!(
+            "[[alias]]\nname = \"desktop.example.com\"\n{body}{targets}"
+        ))
+        .unwrap()
+        .aliases[0]
+            .policy
+    };
+    let p = policy("");
+    assert_eq!(
+        (p.failback_after, p.failback_after_max, p.failback_reset),
+        (
+            Duration::from_secs(600),
+            Duration::from_secs(16 * 600),
+            Duration::from_secs(3600)
+        )
+    );
+    let p = policy("failback_after = \"10s\"\n");
+    assert_eq!(
+        p.failback_after_max,
+        Duration::from_secs(160),
+        "16 × this alias's failback_after"
+    );
+    let p = policy("failback_after = \"0s\"\n");
+    assert_eq!(p.failback_after_max, Duration::ZERO);
+    let p = policy("failback_after_max = \"10m\"\nfailback_reset = \"6h\"\n");
+    assert_eq!(
+        (p.failback_after_max, p.failback_reset),
+        (Duration::from_secs(600), Duration::from_secs(6 * 3600))
+    );
+    let p = policy("failback_after = \"300d\"\n");
+    assert_eq!(
+        p.failback_after_max, MAX_DURATION,
+        "the default stays bounded"
+    );
+    fails(
+        &format!(
+            "[[alias]]\nname = \"desktop.example.com\"\nfailback_after = \"5m\"\nfailback_after_max = \"1m\"\n{targets}"
+        ),
+        "failback_after_max (1m) is shorter than failback_after (5m)",
+        7,
+    );
+    fails(
+        &format!("[[alias]]\nname = \"desktop.example.com\"\nfailback_reset = \"367d\"\n{targets}"),
+        "`failback_reset` = \"367d\" is longer than the longest duration accepted",
+        6,
+    );
+    fails(
+        &format!(
+            "[[alias]]\nname = \"desktop.example.com\"\nfailback_after_max = \"soon\"\n{targets}"
+        ),
+        "`failback_after_max` = \"soon\" is not a duration",
+        6,
+    );
+}

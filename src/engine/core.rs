@@ -110,12 +110,12 @@ pub fn round_span(timing: &Timing) -> Duration {
     timing.timeout.saturating_mul(attempts(timing))
 }
 
-pub fn attempts(_timing: &Timing) -> u32 {
-    1
+pub fn attempts(timing: &Timing) -> u32 {
+    timing.attempts.max(1)
 }
 
-fn is_canary(_spec: &crate::config::CheckSpec) -> bool {
-    false
+fn is_canary(spec: &crate::config::CheckSpec) -> bool {
+    spec.canary
 }
 
 impl Graph {

@@ -867,8 +867,14 @@ impl Engine {
         tx: mpsc::Sender<ProbeResult>,
     ) {
         let waits = vec![false; probers.len()];
-        self.loops =
-            health::spawn_loops(probers, &self.config.checks, &tx, self.generation, &waits);
+        self.loops = health::spawn_loops(
+            probers,
+            &self.config.checks,
+            &tx,
+            self.generation,
+            &waits,
+            &self.metrics,
+        );
         self.probe_tx = Some(tx);
     }
 }

@@ -136,6 +136,7 @@ impl Engine {
                 tx,
                 self.generation,
                 &probe_now,
+                &self.metrics,
             );
         }
         let fresh = probe_now.iter().filter(|p| **p).count();

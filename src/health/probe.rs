@@ -53,6 +53,38 @@ impl Prober {
         })
     }
 
+    /// One round: up to `attempts` attempts back to back, each bounded by
+    /// `timeout`, ending at the first success. Only a round whose every
+    /// attempt failed counts as a failure, so one lost packet does not.
+    pub async fn round(&self, timeout: Duration, attempts: u32) -> Outcome {
+        self.round_counted(timeout, attempts).await.0
+    }
+
+    /// `round`, and how many attempts it made (for the attempt counters).
+    pub async fn round_counted(&self, timeout: Duration, attempts: u32) -> (Outcome, u32) {
+        let attempts = attempts.max(1);
+        let mut made = 0;
+        loop {
+            made += 1;
+            let mut outcome = self.probe(timeout).await;
+            if outcome.ok {
+                if made > 1 {
+                    outcome.detail = format!("{} (attempt {made} of {attempts})", outcome.detail);
+                }
+                return (outcome, made);
+            }
+            if made >= attempts {
+                if attempts > 1 {
+                    outcome.detail = format!(
+                        "{} ({attempts} of {attempts} attempts failed)",
+                        outcome.detail
+                    );
+                }
+                return (outcome, made);
+            }
+        }
+    }
+
     /// Runs the probe once; never takes longer than `timeout` (plus scheduling).
     pub async fn probe(&self, timeout: Duration) -> Outcome {
         let start = Instant::now();
@@ -161,4 +193,143 @@ fn describe(e: &reqwest::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    fn http(addr: std::net::SocketAddr, timeout: Duration) -> Prober {
+        // As the binary does at start.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let spec = HttpSpec {
+            url: format!("http://{addr}/ping").parse().unwrap(),
+            method: reqwest::Method::GET,
+            headers: Vec::new(),
+            resolve: None,
+            tls_verify: true,
+            expect_status: vec![200..=399],
+            expect_body: None,
+        };
+        Prober::new(&ProbeSpec::Http(spec), timeout).unwrap()
+    }
+
+    /// An HTTP endpoint that closes its first `fail` connections unanswered
+    /// and answers 200 after; counts the connections it took.
+    async fn flaky(fail: usize) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&seen);
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                if counter.fetch_add(1, Ordering::SeqCst) < fail {
+                    drop(s);
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    /// A port nothing listens on: connections are refused.
+    fn closed_port() -> std::net::SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_round_retries_a_failed_attempt_at_once_and_says_so() {
+        let (addr, seen) = flaky(1).await;
+        let p = http(addr, Duration::from_secs(2));
+        let (o, made) = p.round_counted(Duration::from_secs(2), 2).await;
+        assert!(o.ok, "{o:?}");
+        assert_eq!(o.detail, "status 200 OK (attempt 2 of 2)");
+        assert_eq!((made, seen.load(Ordering::SeqCst)), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn a_round_stops_at_the_first_success() {
+        let (addr, seen) = flaky(0).await;
+        let p = http(addr, Duration::from_secs(2));
+        let o = p.round(Duration::from_secs(2), 3).await;
+        assert_eq!((o.ok, o.detail.as_str()), (true, "status 200 OK"));
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_round_fails_only_when_every_attempt_fails() {
+        let (addr, seen) = flaky(2).await;
+        let p = http(addr, Duration::from_secs(2));
+        let (o, made) = p.round_counted(Duration::from_secs(2), 2).await;
+        assert!(!o.ok);
+        assert!(o.detail.ends_with(" (2 of 2 attempts failed)"), "{o:?}");
+        assert_eq!((made, seen.load(Ordering::SeqCst)), (2, 2));
+
+        let address = closed_port().to_string();
+        let p = Prober::Tcp {
+            address: address.clone(),
+        };
+        let (o, made) = p.round_counted(Duration::from_secs(1), 3).await;
+        assert!(!o.ok);
+        assert!(
+            o.detail.starts_with(&format!("connect to {address}")),
+            "{o:?}"
+        );
+        assert!(o.detail.ends_with(" (3 of 3 attempts failed)"), "{o:?}");
+        assert_eq!(made, 3);
+    }
+
+    #[tokio::test]
+    async fn one_attempt_keeps_the_plain_detail() {
+        let address = closed_port().to_string();
+        let p = Prober::Tcp { address };
+        let o = p.round(Duration::from_secs(1), 1).await;
+        assert!(!o.ok && !o.detail.contains("attempt"), "{o:?}");
+    }
+
+    #[tokio::test]
+    async fn each_attempt_is_bounded_by_the_timeout() {
+        // Accepts and never answers.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let timeout = Duration::from_millis(150);
+        let p = http(addr, timeout);
+        let start = Instant::now();
+        let o = p.round(timeout, 2).await;
+        let took = start.elapsed();
+        assert!(!o.ok);
+        // The client's own timeout and the round's race; either says so.
+        assert!(o.detail.contains("timed out"), "{o:?}");
+        assert!(o.detail.ends_with(" (2 of 2 attempts failed)"), "{o:?}");
+        assert!(took >= timeout * 2, "{took:?}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        assert!(
+            o.latency >= timeout && o.latency < timeout * 2,
+            "the latency is the deciding attempt's: {:?}",
+            o.latency
+        );
+    }
 }
