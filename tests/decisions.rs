@@ -83,6 +83,16 @@ fn wait_check(s: &Server, name: &str, state: &str) {
 
 /// Lets `poller` watch for `hold` and fails as soon as it saw anything but
 /// `want` (or, at the end, nothing at all).
+/// Stops the poller once it has seen `want` too (it polls every 20 ms, so
+/// it can trail an answer the test saw first), or after 2 s.
+fn seen_then_stop(poller: Poller, want: &str) -> PollLog {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !poller.log().answers().iter().any(|a| a == want) && Instant::now() < deadline {
+        std::thread::sleep(POLL);
+    }
+    poller.stop()
+}
+
 fn hold(s: &Server, poller: &Poller, hold: Duration, want: &str) {
     let start = Instant::now();
     loop {
@@ -242,7 +252,7 @@ fn a_canary_down_holds_failovers_until_it_is_back() {
     assert!(why.contains("canary"), "reason: {why:?}\n{}", context(&s)());
     canary.set(Mode::Up);
     s.wait_for_txt(ALIAS, "IAD2");
-    let log = poller.stop();
+    let log = seen_then_stop(poller, "IAD2");
     assert_eq!(log.answers(), ["PDX1", "IAD2"], "{log:?}");
 }
 
@@ -366,14 +376,15 @@ fn a_three_region_failback_completes_on_its_own() {
     // Pacing, not readiness: B comes back about a second before A.
     std::thread::sleep(Duration::from_secs(1));
     pdx.set(Mode::Up);
-    // rise × interval (with jitter) + failback_after + a few seconds.
+    // rise × interval (with jitter) + failback_after, doubled by the
+    // failback to IAD2 before it, + a few seconds.
     let took = poll_until(
-        Duration::from_millis(2200 + 2000 + 4000),
+        Duration::from_millis(2200 + 4000 + 4000),
         "the answer back on the primary",
         || format!("path: {:?}\n{}", poller.log(), context(&s)()),
         || s.txt(ALIAS) == ["PDX1"],
     );
-    let log = poller.stop();
+    let log = seen_then_stop(poller, "PDX1");
     eprintln!("primary answered {took:?} after it recovered; path {log:?}");
     let path = log.answers();
     assert!(
