@@ -248,7 +248,14 @@ pub fn decide(
         _ => return settled(Answer::Target(best), Reason::Steady),
     };
     if best == current {
-        return settled(Answer::Target(current), Reason::Steady);
+        // Answering a failover target because the better ones are still
+        // down: say so, as long as it lasts.
+        let reason = if current > 0 {
+            Reason::Failover { from: 0 }
+        } else {
+            Reason::Steady
+        };
+        return settled(Answer::Target(current), reason);
     }
     // A better target than the current (healthy) one is healthy.
     if policy.failback == Failback::Manual {

@@ -13,6 +13,11 @@ const ZONE: &str = "$TTL 300\n@ IN SOA ns1 hostmaster 7 7200 3600 1209600 60\n\
                     @ IN NS ns1\nns1 IN A 127.0.0.1\n";
 
 fn config(state_dir: &Path) -> Config {
+    config_with(state_dir, "")
+}
+
+/// The test config with `zone_keys` added to its zone.
+fn config_with(state_dir: &Path, zone_keys: &str) -> Config {
     let text = format!(
         r#"
 [server]
@@ -21,6 +26,7 @@ state_dir = "{}"
 [[zone]]
 origin = "example.com"
 file = "z.zone"
+{}
 
 [[check]]
 name = "pdx"
@@ -36,7 +42,8 @@ targets = [
   {{ region = "us-east-1", connection_id = "IAD2" }},
 ]
 "#,
-        state_dir.display()
+        state_dir.display(),
+        zone_keys
     );
     crate::config::validate(Path::new("t.toml"), &text, &|_: &Path| Ok(ZONE.to_string())).unwrap()
 }
@@ -205,4 +212,44 @@ async fn a_reload_that_cannot_be_persisted_or_built_changes_nothing() {
     assert_eq!(served(&engine), ("PDX9".to_string(), 8));
     assert_eq!(on_disk(dir.path()), 8);
     assert!(engine.persist.failing().is_none());
+}
+
+#[tokio::test]
+async fn notify_goes_out_only_once_the_new_serial_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Arc::new(config_with(
+        dir.path(),
+        "notify = [{ address = \"127.0.0.1:9\" }]",
+    ));
+    let store = StateStore::open(&config.server.state_dir).unwrap();
+    let status: StatusCell = Arc::new(ArcSwap::from_pointee(StatusView::default()));
+    let metrics = Arc::new(Metrics::new());
+    let t0 = Instant::now();
+    let mut engine = Engine::start(status, metrics, config, store, vec![None], t0).unwrap();
+    // At each announcement: the serial announced, and the one a secondary
+    // asking right then would be served.
+    let seen: Arc<std::sync::Mutex<Vec<(u32, u32)>>> = Arc::default();
+    let (cell, log) = (engine.cell(), seen.clone());
+    engine.notifier.on_announce = Some(Arc::new(move |soa| {
+        let RData::SOA(announced) = &soa.data else {
+            panic!("not a SOA")
+        };
+        let origin = Name::from_ascii("example.com.").unwrap();
+        let served = cell.load().zone(&origin).unwrap().serial;
+        log.lock().unwrap().push((announced.serial, served));
+    }));
+    for healthy in [false, true, false] {
+        engine
+            .report("pdx", healthy, "alarm".into(), "test")
+            .unwrap();
+        engine.reevaluate(Instant::now(), true, None);
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    for (announced, served) in seen {
+        assert_eq!(
+            served, announced,
+            "NOTIFY of {announced} while {served} was served"
+        );
+    }
 }

@@ -34,6 +34,10 @@ struct Announce {
 #[derive(Clone)]
 pub struct Notifier {
     tx: mpsc::UnboundedSender<Announce>,
+    /// Tests: sees every announcement as it is made (what is served at
+    /// that instant is what a fast secondary would find).
+    #[cfg(test)]
+    pub on_announce: Option<Arc<dyn Fn(&Record) + Send + Sync>>,
 }
 
 impl Notifier {
@@ -55,11 +59,19 @@ impl Notifier {
                 }
             }
         });
-        Notifier { tx }
+        Notifier {
+            tx,
+            #[cfg(test)]
+            on_announce: None,
+        }
     }
 
     /// Queues NOTIFY of `soa`'s serial to `targets`; never waits.
     pub fn announce(&self, soa: Record, targets: Vec<Remote>, keys: Arc<Keyring>) {
+        #[cfg(test)]
+        if let Some(seen) = &self.on_announce {
+            seen(&soa);
+        }
         let _ = self.tx.send(Announce { soa, targets, keys });
     }
 }
