@@ -30,6 +30,10 @@ struct Announce {
     keys: Arc<Keyring>,
 }
 
+/// Tests: a hook called at each announcement.
+#[cfg(test)]
+pub type AnnounceHook = Arc<dyn Fn(&Record) + Send + Sync>;
+
 /// The handle the engine announces new serials through.
 #[derive(Clone)]
 pub struct Notifier {
@@ -37,7 +41,7 @@ pub struct Notifier {
     /// Tests: sees every announcement as it is made (what is served at
     /// that instant is what a fast secondary would find).
     #[cfg(test)]
-    pub on_announce: Option<Arc<dyn Fn(&Record) + Send + Sync>>,
+    pub on_announce: Option<AnnounceHook>,
 }
 
 impl Notifier {
