@@ -473,6 +473,9 @@ impl Engine {
         self.metrics.engine.canary(self.core.canary_failing());
         if moved || self.persist.due(now) {
             self.sync(now);
+            // What is served or persisted may have changed: the view at
+            // once (readiness reads it), not at the next coalesced rebuild.
+            self.publish_status(now);
             if moved {
                 if let Some(at) = cause {
                     self.metrics
