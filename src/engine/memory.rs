@@ -52,6 +52,11 @@ pub struct CheckMemory {
     pub last_fail_ms: Option<u64>,
 }
 
+/// Every check's fingerprint, computed once per configuration.
+pub fn fingerprints(config: &Config) -> Vec<String> {
+    config.checks.iter().map(fingerprint).collect()
+}
+
 /// FNV-1a over the check's definition: stable for one build, and a
 /// different build at worst starts the check afresh.
 fn fingerprint(spec: &CheckSpec) -> String {
@@ -87,8 +92,9 @@ fn answer_label(config: &Config, alias: usize, answer: Answer) -> String {
     }
 }
 
-/// What the core knows now, in wall-clock time.
-pub fn capture(core: &Core, now: Instant, unix_ms: u64) -> Memory {
+/// What the core knows now, in wall-clock time; `fingerprints` from
+/// `fingerprints` for the core's configuration.
+pub fn capture(core: &Core, fingerprints: &[String], now: Instant, unix_ms: u64) -> Memory {
     let config = core.config();
     let mut memory = Memory {
         saved_at_ms: unix_ms,
@@ -104,7 +110,7 @@ pub fn capture(core: &Core, now: Instant, unix_ms: u64) -> Memory {
             },
         );
     }
-    for (spec, run) in config.checks.iter().zip(core.checks()) {
+    for ((spec, run), print) in config.checks.iter().zip(core.checks()).zip(fingerprints) {
         if matches!(spec.probe, ProbeSpec::Composite { .. }) || run.awaiting_first {
             continue;
         }
@@ -112,7 +118,7 @@ pub fn capture(core: &Core, now: Instant, unix_ms: u64) -> Memory {
         memory.checks.insert(
             spec.name.clone(),
             CheckMemory {
-                fingerprint: fingerprint(spec),
+                fingerprint: print.clone(),
                 state: match run.state.state {
                     State::Up => "up",
                     State::Down => "down",

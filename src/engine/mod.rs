@@ -63,9 +63,16 @@ pub struct Engine {
     /// When the operator view is due to be rebuilt (coalesced: at most a
     /// few times a second, however many probe results arrive).
     status_due: Option<Instant>,
-    /// The decision memory's writer, and when to hand it the next capture.
+    /// How long the last view took to build: the next waits at least ten
+    /// times that, so the view never takes more than a tenth of the engine.
+    status_cost: Duration,
+    /// The decision memory's writer, when to hand it the next capture, the
+    /// last capture's cost (as for the view), and the checks' fingerprints
+    /// for the configuration they were computed from.
     memory: memory::Writer,
     memory_due: Instant,
+    memory_cost: Duration,
+    fingerprints: (Arc<Config>, Vec<String>),
     /// Where the admin API reads its tokens; a reload replaces them.
     admin_tokens: Option<crate::admin::TokenCell>,
     metrics: Arc<Metrics>,
@@ -189,8 +196,11 @@ impl Engine {
             admin_tokens: None,
             status,
             status_due: None,
+            status_cost: Duration::ZERO,
             memory: writer,
             memory_due: now,
+            memory_cost: Duration::ZERO,
+            fingerprints: (config.clone(), memory::fingerprints(&config)),
             config,
             store,
         };
@@ -492,9 +502,17 @@ impl Engine {
 
     /// Hands the decision memory to its writer and schedules the next.
     fn remember(&mut self, now: Instant) {
-        self.memory
-            .submit(memory::capture(&self.core, now, unix_now_ms()));
-        self.memory_due = now + self.memory_period();
+        let clock = Instant::now();
+        if !Arc::ptr_eq(&self.fingerprints.0, &self.config) {
+            self.fingerprints = (self.config.clone(), memory::fingerprints(&self.config));
+        }
+        let captured = memory::capture(&self.core, &self.fingerprints.1, now, unix_now_ms());
+        self.memory.submit(captured);
+        self.memory_cost = clock.elapsed();
+        self.memory_due = now
+            + self
+                .memory_period()
+                .max(self.memory_cost.saturating_mul(20));
     }
 
     /// Often enough that a restart finds check states fresh (younger than
@@ -833,7 +851,8 @@ impl Engine {
                     let at = result.at;
                     self.observe(result, now);
                     self.reevaluate(now, false, Some(at));
-                    self.status_due.get_or_insert(now + STATUS_EVERY);
+                    self.status_due
+                        .get_or_insert(now + STATUS_EVERY.max(self.status_cost.saturating_mul(10)));
                     self.metrics.engine.busy(now.elapsed());
                 }
                 Some(command) = commands.recv() => {

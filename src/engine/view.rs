@@ -15,6 +15,7 @@ use crate::status::{
 impl Engine {
     /// Rebuilds the operator view from the current state.
     pub(super) fn publish_status(&mut self, now: Instant) {
+        let clock = Instant::now();
         self.status_due = None;
         let checks = self
             .config
@@ -153,5 +154,6 @@ impl Engine {
             state: self.persist.view(now),
             canary_failing: self.core.canary_failing(),
         }));
+        self.status_cost = clock.elapsed();
     }
 }

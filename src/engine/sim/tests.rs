@@ -425,7 +425,8 @@ fn sim_a_restart_resumes_answers_parking_and_damping() {
         for age in [Duration::from_secs(2), Duration::from_secs(3600)] {
             // A restart `age` after the last capture.
             let at = sim.base + sim.now;
-            let memory = memory::capture(&sim.core, at, 1_000_000_000_000);
+            let prints = memory::fingerprints(sim.core.config());
+            let memory = memory::capture(&sim.core, &prints, at, 1_000_000_000_000);
             let unix_later = 1_000_000_000_000 + age.as_millis() as u64;
             let mut core = Core::new(sim.core.config().clone(), at + age);
             let (previous, _) = memory::resume(&mut core, &memory, at + age, unix_later);
