@@ -153,11 +153,23 @@ pub fn why_table(v: &Value) -> String {
     let p = &a["policy"];
     let _ = writeln!(
         out,
-        "policy: all_down={} failback={} failback_after={}",
+        "policy: all_down={} failback={} failback_after={} (now {}, at most {}, reset after {})",
         s(&p["all_down"]),
         s(&p["failback"]),
-        s(&p["failback_after"])
+        s(&p["failback_after"]),
+        s(&p["failback_after_now"]),
+        s(&p["failback_after_max"]),
+        s(&p["failback_reset"])
     );
+    if a["prober_isolated"].as_bool() == Some(true) {
+        let _ = writeln!(
+            out,
+            "HELD: every target began failing together; the prober itself looks cut off"
+        );
+    }
+    if v["canary_failing"].as_bool() == Some(true) {
+        let _ = writeln!(out, "HELD: a canary check fails; no answer moves");
+    }
     if !a["override"].is_null() {
         let o = &a["override"];
         let _ = writeln!(
@@ -171,10 +183,10 @@ pub fn why_table(v: &Value) -> String {
     }
     let _ = writeln!(out, "targets:");
     for (i, t) in a["targets"].as_array().into_iter().flatten().enumerate() {
-        let health = if t["healthy"].as_bool() == Some(true) {
-            "healthy"
-        } else {
-            "UNHEALTHY"
+        let health = match (t["healthy"].as_bool(), t["confirmed"].as_bool()) {
+            (Some(true), Some(false)) => "healthy (not yet seen working while the answer failed)",
+            (Some(true), _) => "healthy",
+            _ => "UNHEALTHY",
         };
         let checks: Vec<String> = t["checks"]
             .as_array()

@@ -180,10 +180,17 @@ async fn status(State(s): State<AdminState>) -> Response {
             json!({
                 "name": a.name, "answer": a.answer, "pending": a.pending, "target": a.target, "region": a.region,
                 "reason": a.reason, "since": a.since, "serial": a.serial, "override": a.override_,
+                "prober_isolated": a.prober_isolated,
             })
         })
         .collect();
-    Json(json!({ "aliases": aliases, "zones": view.zones, "state": view.state })).into_response()
+    Json(json!({
+        "aliases": aliases,
+        "zones": view.zones,
+        "state": view.state,
+        "canary_failing": view.canary_failing,
+    }))
+    .into_response()
 }
 
 /// One alias with the full trace: every target, every check it depends on.
@@ -201,7 +208,8 @@ async fn alias(State(s): State<AdminState>, Path(name): Path<String>) -> Respons
         .iter()
         .filter(|c| a.targets.iter().any(|t| t.checks.contains(&c.name)))
         .collect();
-    Json(json!({ "alias": a, "checks": used })).into_response()
+    Json(json!({ "alias": a, "checks": used, "canary_failing": view.canary_failing }))
+        .into_response()
 }
 
 async fn checks(State(s): State<AdminState>) -> Response {
