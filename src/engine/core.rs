@@ -69,6 +69,25 @@ pub struct AliasRun {
     pub isolated: bool,
 }
 
+impl AliasRun {
+    /// An alias not decided yet (decided at `Core::start`).
+    fn new(targets: usize, now: Instant) -> AliasRun {
+        AliasRun {
+            decision: Decision {
+                answer: Answer::Target(0),
+                reason: Reason::Initial,
+                recheck_at: None,
+            },
+            since: now,
+            level: 0,
+            failing_since: vec![None; targets],
+            ok_at: vec![None; targets],
+            witnessed: vec![false; targets],
+            isolated: false,
+        }
+    }
+}
+
 /// An alias whose decision changed (answer or reason).
 #[derive(Debug, Clone, Copy)]
 pub struct Change {
@@ -221,19 +240,7 @@ impl Core {
         let aliases = config
             .aliases
             .iter()
-            .map(|a| AliasRun {
-                decision: Decision {
-                    answer: Answer::Target(0),
-                    reason: Reason::Initial,
-                    recheck_at: None,
-                },
-                since: now,
-                level: 0,
-                failing_since: vec![None; a.targets.len()],
-                ok_at: vec![None; a.targets.len()],
-                witnessed: vec![false; a.targets.len()],
-                isolated: false,
-            })
+            .map(|a| AliasRun::new(a.targets.len(), now))
             .collect();
         let n = config.aliases.len();
         let mut core = Core {
@@ -809,19 +816,7 @@ impl Core {
         for a in &self.config.aliases {
             let Some(j) = old.aliases.iter().position(|o| o.name == a.name) else {
                 previous.push(None);
-                aliases.push(AliasRun {
-                    decision: Decision {
-                        answer: Answer::Target(0),
-                        reason: Reason::Initial,
-                        recheck_at: None,
-                    },
-                    since: now,
-                    level: 0,
-                    failing_since: vec![None; a.targets.len()],
-                    ok_at: vec![None; a.targets.len()],
-                    witnessed: vec![false; a.targets.len()],
-                    isolated: false,
-                });
+                aliases.push(AliasRun::new(a.targets.len(), now));
                 continue;
             };
             let was = &self.aliases[j];
@@ -836,10 +831,8 @@ impl Core {
                 decision: was.decision,
                 since: was.since,
                 level: was.level,
-                failing_since: vec![None; a.targets.len()],
-                ok_at: vec![None; a.targets.len()],
-                witnessed: vec![false; a.targets.len()],
                 isolated: was.isolated,
+                ..AliasRun::new(a.targets.len(), now)
             };
             for t in 0..old.aliases[j].targets.len() {
                 if let Some(n) = map(t) {

@@ -157,10 +157,9 @@ pub fn spawn_loops(
             tokio::spawn(async move {
                 let begun = tokio::time::Instant::now();
                 let base = begun.checked_add(phase(period)).unwrap_or(begun);
-                if at_once {
-                    let (outcome, made) = prober
-                        .round_counted(timing.timeout, first_attempts(&timing))
-                        .await;
+                // One round, counted and sent; false once the engine is gone.
+                let round = async |attempts: u32| {
+                    let (outcome, made) = prober.round_counted(timing.timeout, attempts).await;
                     count(&counters, &outcome, made);
                     let result = ProbeResult {
                         check: index,
@@ -168,9 +167,10 @@ pub fn spawn_loops(
                         generation,
                         at: Instant::now(),
                     };
-                    if tx.send(result).await.is_err() {
-                        return;
-                    }
+                    tx.send(result).await.is_ok()
+                };
+                if at_once && !round(first_attempts(&timing)).await {
+                    return;
                 }
                 let first = next_slot(base, period, tokio::time::Instant::now());
                 let mut slots = tokio::time::interval_at(first, period);
@@ -180,16 +180,7 @@ pub fn spawn_loops(
                     if slot.elapsed() > late_after(period) {
                         counters.late.inc();
                     }
-                    let (outcome, made) =
-                        prober.round_counted(timing.timeout, timing.attempts).await;
-                    count(&counters, &outcome, made);
-                    let result = ProbeResult {
-                        check: index,
-                        outcome,
-                        generation,
-                        at: Instant::now(),
-                    };
-                    if tx.send(result).await.is_err() {
+                    if !round(timing.attempts).await {
                         return;
                     }
                 }
