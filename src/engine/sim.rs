@@ -153,6 +153,24 @@ impl Sim {
         }
     }
 
+    /// A world where check `i`'s endpoint refuses while `down(i, t)`.
+    pub fn refuse_when(&mut self, mut down: impl FnMut(usize, Duration) -> bool + 'static) {
+        self.world = Box::new(move |i, t| {
+            if down(i, t) {
+                Endpoint::Refused
+            } else {
+                Endpoint::Up
+            }
+        });
+    }
+
+    /// A first start: the first round, then the first decisions.
+    pub fn boot(&mut self) {
+        self.first_round();
+        let fresh = vec![None; self.core.aliases().len()];
+        self.start(&fresh);
+    }
+
     /// Decides the first answers; `previous` as resumed from memory.
     pub fn start(&mut self, previous: &[Option<Answer>]) {
         let at = self.base + self.now;

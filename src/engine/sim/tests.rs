@@ -162,13 +162,9 @@ fn sim_a_prober_outage_of_any_length_moves_nothing() {
 fn flapping(down: Duration, up: Duration, seed: u64) -> Vec<Move> {
     let mut sim = Sim::new(config(TWO), seed);
     let period = down + up;
-    sim.world = Box::new(move |i, t| {
+    sim.refuse_when(move |i, t| {
         let phase = Duration::from_nanos((t.as_nanos() % period.as_nanos()) as u64);
-        if i == 0 && phase < down {
-            Endpoint::Refused
-        } else {
-            Endpoint::Up
-        }
+        i == 0 && phase < down
     });
     sim.start(&[None]);
     sim.run_until(DAY);
@@ -204,8 +200,7 @@ fn sim_one_lost_probe_at_start_moves_nothing() {
     for seed in 0..2000 {
         let mut sim = Sim::new(config(TWO), seed);
         sim.loss = vec![0.2; 2];
-        sim.first_round();
-        sim.start(&[None]);
+        sim.boot();
         if sim.answer(0) != Target(0) {
             off_primary += 1;
         }
@@ -248,20 +243,12 @@ targets = [
 fn sim_three_region_failback_completes_on_time() {
     let config = three_regions("60s");
     let mut sim = Sim::new(config.clone(), 7);
-    sim.world = Box::new(|i, t| {
-        let down = match i {
-            0 => t >= secs(60.0) && t < secs(400.0),
-            1 => t >= secs(60.0) && t < secs(300.0),
-            _ => false,
-        };
-        if down {
-            Endpoint::Refused
-        } else {
-            Endpoint::Up
-        }
+    sim.refuse_when(|i, t| match i {
+        0 => t >= secs(60.0) && t < secs(400.0),
+        1 => t >= secs(60.0) && t < secs(300.0),
+        _ => false,
     });
-    sim.first_round();
-    sim.start(&[None]);
+    sim.boot();
     sim.run_until(secs(1200.0));
     let path: Vec<Answer> = sim.moves.iter().map(|m| m.to).collect();
     assert_eq!(path, [Target(2), Target(1), Target(0)], "{:?}", sim.moves);
@@ -310,21 +297,15 @@ targets = [
     let mut sim = Sim::new(config.clone(), 11);
     // Both gateways down 100–300 s; then gw-a stays up while gw-b flaps
     // (down 60 s, up 60 s) for ever.
-    sim.world = Box::new(|i, t| {
+    sim.refuse_when(|i, t| {
         let s = t.as_secs();
-        let down = match i {
+        match i {
             0 => (100..300).contains(&s),
             1 => (100..300).contains(&s) || (s >= 300 && (s / 60) % 2 == 0),
             _ => false,
-        };
-        if down {
-            Endpoint::Refused
-        } else {
-            Endpoint::Up
         }
     });
-    sim.first_round();
-    sim.start(&[None]);
+    sim.boot();
     sim.run_until(secs(1200.0));
     let back = sim
         .moves
@@ -348,15 +329,8 @@ targets = [
 #[test]
 fn sim_a_reload_keeps_a_changed_checks_state_until_its_first_result() {
     let mut sim = Sim::new(config(TWO), 5);
-    sim.world = Box::new(|i, t| {
-        if i == 0 && t >= secs(30.0) {
-            Endpoint::Refused
-        } else {
-            Endpoint::Up
-        }
-    });
-    sim.first_round();
-    sim.start(&[None]);
+    sim.refuse_when(|i, t| i == 0 && t >= secs(30.0));
+    sim.boot();
     sim.run_until(secs(200.0));
     assert_eq!(sim.answer(0), Target(1));
     // The primary's check is edited (a longer timeout) and reloaded.
@@ -406,20 +380,14 @@ fn sim_a_restart_resumes_answers_parking_and_damping() {
             &format!("name = \"desktop.example.com\"\n{policy}"),
         );
         let mut sim = Sim::new(config(&text), 3);
-        sim.world = Box::new(move |i, t| {
+        sim.refuse_when(move |i, t| {
             let s = t.as_secs();
-            let down = match i {
+            match i {
                 0 => s >= 30 && (s < 300 || !primary_back),
                 _ => secondary_fails && s >= 200,
-            };
-            if down {
-                Endpoint::Refused
-            } else {
-                Endpoint::Up
             }
         });
-        sim.first_round();
-        sim.start(&[None]);
+        sim.boot();
         sim.run_until(secs(400.0));
         assert_eq!(sim.answer(0), Target(1), "{policy}: {:?}", sim.moves);
         for age in [Duration::from_secs(2), Duration::from_secs(3600)] {
