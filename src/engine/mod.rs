@@ -848,20 +848,22 @@ impl Engine {
                         continue;
                     }
                     let now = Instant::now();
+                    let cpu = telemetry::thread_cpu();
                     let at = result.at;
                     self.observe(result, now);
                     self.reevaluate(now, false, Some(at));
                     self.status_due
                         .get_or_insert(now + STATUS_EVERY.max(self.status_cost.saturating_mul(10)));
-                    self.metrics.engine.busy(now.elapsed());
+                    self.metrics.engine.busy(telemetry::thread_cpu().saturating_sub(cpu));
                 }
                 Some(command) = commands.recv() => {
-                    let now = Instant::now();
+                    let cpu = telemetry::thread_cpu();
                     self.command(command);
-                    self.metrics.engine.busy(now.elapsed());
+                    self.metrics.engine.busy(telemetry::thread_cpu().saturating_sub(cpu));
                 }
                 () = timer => {
                     let now = Instant::now();
+                    let cpu = telemetry::thread_cpu();
                     if self.core.next_recheck().is_some_and(|at| at <= now)
                         || self.persist.due(now)
                     {
@@ -876,7 +878,7 @@ impl Engine {
                     if self.status_due.is_some_and(|at| at <= now) {
                         self.publish_status(now);
                     }
-                    self.metrics.engine.busy(now.elapsed());
+                    self.metrics.engine.busy(telemetry::thread_cpu().saturating_sub(cpu));
                 }
             }
         }

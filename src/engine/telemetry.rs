@@ -25,7 +25,7 @@ impl EngineMetrics {
         let busy = Counter::<f64, AtomicU64>::default();
         registry.register(
             "engine_busy_seconds",
-            "Time the decision engine spent handling events (probe results, commands, timers)",
+            "CPU time the decision engine spent handling events (probe results, commands, timers)",
             busy.clone(),
         );
         let latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
@@ -71,4 +71,13 @@ impl EngineMetrics {
     pub fn canary(&self, failing: bool) {
         self.canary.set(i64::from(failing));
     }
+}
+
+/// CPU time this thread has used: the engine's cost, without the time it
+/// sat preempted by probes or other processes.
+pub fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+    let nanos = u32::try_from(t.tv_nsec).unwrap_or(0).min(999_999_999);
+    Duration::new(secs, nanos)
 }
