@@ -735,10 +735,15 @@ impl Core {
                 None => run.witnessed.fill(false),
                 Some(from) => {
                     // The answered target failed again: every target that
-                    // succeeded since it began failing is reachable.
-                    if let Some((leaf, Some(false))) = event
-                        && leaves[c].contains(&leaf)
-                    {
+                    // succeeded since it began failing is reachable. A stale
+                    // report fails at every instant (no report will fail
+                    // "again"), so a success alone is enough then.
+                    let failed_again =
+                        matches!(event, Some((leaf, Some(false))) if leaves[c].contains(&leaf));
+                    let stale = leaves[c]
+                        .iter()
+                        .any(|&l| self.checks[l].stale && !self.checks[l].round_ok);
+                    if failed_again || stale {
                         for d in 0..alias.targets.len() {
                             if d != c && run.ok_at[d].is_some_and(|at| at >= from) {
                                 run.witnessed[d] = true;

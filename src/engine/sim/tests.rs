@@ -465,3 +465,56 @@ fn sim_ten_thousand_checks_a_million_rounds() {
     );
     assert!(sim.rounds >= 990_000, "{}", sim.rounds);
 }
+
+/// The primary is judged by an external reporter (shipped `on_stale`:
+/// unhealthy), the secondary by a probe. The reporter goes silent (its
+/// Region is gone): the check goes stale and unhealthy, and no report
+/// will ever fail "again"; the secondary keeps answering probes.
+#[test]
+fn sim_a_stale_external_primary_fails_over() {
+    let config = config(
+        r#"
+[[check]]
+name = "pdx"
+kind = "external"
+stale_after = "60s"
+
+[[check]]
+name = "iad"
+kind = "tcp"
+address = "127.0.0.1:2"
+
+[[alias]]
+name = "desktop.example.com"
+targets = [
+  { region = "us-west-2", connection_id = "PDX1", checks = ["pdx"] },
+  { region = "us-east-1", connection_id = "IAD2", checks = ["iad"] },
+]
+"#,
+    );
+    let mut sim = Sim::new(config, 21);
+    sim.first_round();
+    sim.start(&[None]);
+    let ok = Outcome {
+        ok: true,
+        latency: Duration::ZERO,
+        detail: String::new(),
+    };
+    // Reports every 10 s for 100 s, then silence.
+    for s in (0..=100).step_by(10) {
+        sim.run_until(secs(f64::from(s)));
+        let at = sim.base + sim.now;
+        sim.core.report(0, ok.clone(), at);
+        sim.settle(false);
+    }
+    assert_eq!(sim.answer(0), Target(0));
+    sim.run_until(secs(600.0));
+    assert!(!sim.core.checks()[0].state.state.healthy(), "stale: down");
+    assert_eq!(
+        sim.answer(0),
+        Target(1),
+        "{:?}, reason {}",
+        sim.moves,
+        sim.core.aliases()[0].decision.reason
+    );
+}
