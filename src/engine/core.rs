@@ -470,6 +470,12 @@ impl Core {
         went
     }
 
+    /// Timer entries held, live or not (a test's view of the heap).
+    #[cfg(test)]
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+
     /// When some decision could change with no new event.
     pub fn next_recheck(&mut self) -> Option<Instant> {
         while let Some(&Reverse((at, timer))) = self.timers.peek() {
@@ -494,7 +500,19 @@ impl Core {
             let before = self.aliases[i].decision;
             let released = self.release.take_if(|r| *r == i).is_some();
             let previous = (!released).then_some(before.answer);
-            let after = self.decide_alias(i, previous, now, unix);
+            let mut after = self.decide_alias(i, previous, now, unix);
+            // An override's expiry is read through the wall clock's whole
+            // seconds: the same expiry seen again keeps its armed timer
+            // instead of pushing one per decision.
+            if before.reason == Reason::Override
+                && after.reason == Reason::Override
+                && before.answer == after.answer
+                && let (Some(b), Some(a)) = (before.recheck_at, after.recheck_at)
+                && b > now
+                && a.max(b).saturating_duration_since(a.min(b)) < Duration::from_secs(1)
+            {
+                after.recheck_at = Some(b);
+            }
             if after.answer != before.answer {
                 self.moved(i, &before, &after, now);
             }

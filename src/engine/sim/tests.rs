@@ -518,3 +518,47 @@ targets = [
         sim.core.aliases()[0].decision.reason
     );
 }
+
+/// An override with an expiry on an alias whose checks are probed: every
+/// round decides the alias again, and its expiry, computed from two clocks
+/// (wall seconds, monotonic nanoseconds), must not push a timer each time.
+#[test]
+fn sim_an_expiring_override_does_not_grow_the_timer_heap() {
+    let config = config(TWO);
+    let mut sim = Sim::new(config.clone(), 1);
+    sim.first_round();
+    sim.start(&[None]);
+    let unix0 = 1_000_000_000u64;
+    let mut overrides = crate::state::Overrides::new();
+    overrides.insert(
+        config.aliases[0].name.to_string(),
+        crate::state::Override {
+            region: "us-east-1".into(),
+            reason: "drill".into(),
+            by: "test".into(),
+            set_at: unix0,
+            until: Some(unix0 + 30 * 86_400),
+        },
+    );
+    sim.core.set_overrides(overrides);
+    sim.core.reevaluate(sim.base, unix0, true);
+    assert_eq!(sim.answer(0), Target(1));
+    let ok = Outcome {
+        ok: true,
+        latency: Duration::ZERO,
+        detail: String::new(),
+    };
+    // A day of rounds, 5 s apart, landing anywhere within a wall second.
+    for k in 0..17_280u64 {
+        let elapsed = Duration::from_millis(k * 5_000 + (k * 137) % 1000);
+        let at = sim.base + elapsed;
+        sim.core.observe((k % 2) as usize, ok.clone(), at);
+        sim.core.reevaluate(at, unix0 + elapsed.as_secs(), false);
+    }
+    assert_eq!(sim.answer(0), Target(1));
+    assert!(
+        sim.core.timer_count() < 100,
+        "{} timer entries after a day",
+        sim.core.timer_count()
+    );
+}
