@@ -310,6 +310,7 @@ impl Core {
         for i in 0..self.aliases.len() {
             self.track_rounds(i, None, now);
             let prev = previous.get(i).copied().flatten();
+            self.forget_damping_when_calm(i, now);
             let d = self.decide_alias(i, prev, now, unix);
             let a = &mut self.aliases[i];
             if prev != Some(d.answer) {
@@ -498,6 +499,7 @@ impl Core {
         for i in dirty {
             self.dirty_mark[i] = false;
             let before = self.aliases[i].decision;
+            self.forget_damping_when_calm(i, now);
             let released = self.release.take_if(|r| *r == i).is_some();
             let previous = (!released).then_some(before.answer);
             let mut after = self.decide_alias(i, previous, now, unix);
@@ -547,6 +549,19 @@ impl Core {
         }
         a.since = now;
         a.witnessed.fill(false);
+    }
+
+    /// Drops the damping once the alias has been calm for `failback_reset`,
+    /// before a failback becomes pending: otherwise the pending failback
+    /// itself ends the calm and the wait jumps back to the damped value.
+    fn forget_damping_when_calm(&mut self, i: usize, now: Instant) {
+        let reset = self.config.aliases[i].policy.failback_reset;
+        let a = &mut self.aliases[i];
+        if now.saturating_duration_since(a.since) >= reset
+            && !matches!(a.decision.reason, Reason::FailbackPending { .. })
+        {
+            a.level = 0;
+        }
     }
 
     /// The failback wait the alias is under now.

@@ -562,3 +562,56 @@ fn sim_an_expiring_override_does_not_grow_the_timer_heap() {
         sim.core.timer_count()
     );
 }
+
+/// Damping from an earlier flapping spell, then a long calm outage on the
+/// secondary: once the primary is back, the failback waits the plain
+/// `failback_after` (the README: "back to normal after failback_reset
+/// with no failback pending"), not the damped one.
+#[test]
+fn sim_damping_is_reset_by_a_long_calm_spell_before_the_failback() {
+    let config = config(&TWO.replace(
+        "name = \"desktop.example.com\"",
+        "name = \"desktop.example.com\"\nfailback_after = \"60s\"",
+    ));
+    let mut sim = Sim::new(config.clone(), 13);
+    let long_from = 1000.0;
+    let long_to = long_from + 3.0 * 3600.0;
+    sim.world = Box::new(move |i, t| {
+        let s = t.as_secs_f64();
+        let down = i == 0
+            && ((100.0..200.0).contains(&s)
+                || (400.0..500.0).contains(&s)
+                || (long_from..long_to).contains(&s));
+        if down {
+            Endpoint::Refused
+        } else {
+            Endpoint::Up
+        }
+    });
+    sim.first_round();
+    sim.start(&[None]);
+    sim.run_until(secs(long_to + 1800.0));
+    let path: Vec<Answer> = sim.moves.iter().map(|m| m.to).collect();
+    assert_eq!(
+        path,
+        [
+            Target(1),
+            Target(0),
+            Target(1),
+            Target(0),
+            Target(1),
+            Target(0)
+        ],
+        "{:?}",
+        sim.moves
+    );
+    let back = sim.moves[5].at;
+    let up = sim.core.checks()[0].state.since;
+    let plain = config.aliases[0].policy.failback_after;
+    assert_eq!(
+        sim.base + back,
+        up + plain,
+        "failback {:?} after the primary was up again",
+        (sim.base + back).saturating_duration_since(up)
+    );
+}
