@@ -597,10 +597,13 @@ impl Core {
                     is_probed(&self.config.checks[l].probe)
                         && (self.checks[l].last_ok.is_some() || self.checks[l].last_fail.is_some())
                 });
+                // Witnessed once is not enough if its latest rounds fail:
+                // the prober may be losing its paths one after the other.
+                let reachable = run.witnessed[t] && run.failing_since[t].is_none();
                 TargetHealth {
                     healthy,
                     since,
-                    confirmed: run.witnessed[t] || !evidence,
+                    confirmed: reachable || !evidence,
                 }
             })
             .collect()

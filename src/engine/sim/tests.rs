@@ -615,3 +615,41 @@ fn sim_damping_is_reset_by_a_long_calm_spell_before_the_failback() {
         (sim.base + back).saturating_duration_since(up)
     );
 }
+
+/// The prober loses its paths one after the other (a tunnel per Region
+/// dropping 10–14 s apart, more than the isolation window): by the time
+/// the primary is down, the secondary's latest rounds fail too. A target
+/// whose latest round failed must not take over, whatever it did
+/// earlier. (With a gap near `fall × interval` the secondary still works
+/// when the primary goes down: that is a Region outage to any prober.)
+#[test]
+fn sim_a_staggered_prober_outage_moves_nothing() {
+    let mut moved = Vec::new();
+    for gap in [10u64, 11, 12, 13, 14] {
+        for seed in 0..20 {
+            let mut sim = Sim::new(config(TWO), seed);
+            let at = secs(100.0 + sim.rng.unit() * 5.0);
+            let gap = Duration::from_secs(gap);
+            sim.world = Box::new(move |i, t| {
+                let from = if i == 0 { at } else { at + gap };
+                if t >= from {
+                    Endpoint::Hang
+                } else {
+                    Endpoint::Up
+                }
+            });
+            sim.first_round();
+            sim.start(&[None]);
+            sim.run_until(at + HOUR);
+            if !sim.moves.is_empty() {
+                moved.push((gap, seed, sim.moves.clone()));
+            }
+        }
+    }
+    assert!(
+        moved.is_empty(),
+        "{} runs moved: {:?}",
+        moved.len(),
+        moved.first()
+    );
+}
