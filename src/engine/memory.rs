@@ -141,14 +141,16 @@ pub fn resume(
     unix_ms: u64,
 ) -> (Vec<Option<Answer>>, usize) {
     let config = core.config().clone();
-    let age = unix_ms.saturating_sub(memory.saved_at_ms);
+    // Saved "in the future" (the wall clock was stepped back since): its
+    // age is unknown, so no check state counts as fresh.
+    let age = unix_ms.checked_sub(memory.saved_at_ms);
     let mut resumed = 0;
     for (i, spec) in config.checks.iter().enumerate() {
         let Some(m) = memory.checks.get(&spec.name) else {
             continue;
         };
         let fresh_for = spec.timing.interval.saturating_mul(spec.timing.fall.max(1));
-        let fresh = u128::from(age) < fresh_for.as_millis();
+        let fresh = age.is_some_and(|age| u128::from(age) < fresh_for.as_millis());
         if !fresh || m.fingerprint != fingerprint(spec) {
             continue;
         }

@@ -653,3 +653,26 @@ fn sim_a_staggered_prober_outage_moves_nothing() {
         moved.first()
     );
 }
+
+/// decisions.json saved "in the future" (the wall clock was stepped back
+/// between runs, or the file is corrupt): its age is unknown, so its check
+/// states do not resume as fresh; the answers still do.
+#[test]
+fn sim_a_memory_from_the_future_resumes_no_check_state() {
+    use super::super::memory;
+    let mut sim = Sim::new(config(TWO), 2);
+    sim.first_round();
+    sim.start(&[None]);
+    sim.run_until(secs(60.0));
+    let at = sim.base + sim.now;
+    let saved = 2_000_000_000_000;
+    let memory = memory::capture(&sim.core, at, saved);
+    assert_eq!(memory.checks.len(), 2);
+    let mut core = Core::new(sim.core.config().clone(), at);
+    let (previous, resumed) = memory::resume(&mut core, &memory, at, saved - 86_400_000);
+    assert_eq!(previous, [Some(Target(0))]);
+    assert_eq!(resumed, 0);
+    let mut core = Core::new(sim.core.config().clone(), at);
+    let (_, resumed) = memory::resume(&mut core, &memory, at, saved + 1000);
+    assert_eq!(resumed, 2, "a fresh memory resumes");
+}
