@@ -205,6 +205,10 @@ pub struct Core {
     /// stale. Entries are checked when they come up, so a superseded one
     /// is simply dropped; finding the next wakeup costs no scan.
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    /// Per check: a staleness timer is in the heap. One per check at most:
+    /// a report moves the deadline, and the entry re-arms itself when it
+    /// comes up superseded (a reporter in a tight loop adds nothing).
+    stale_armed: Vec<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -236,6 +240,7 @@ impl Core {
             })
             .collect();
         let n = config.aliases.len();
+        let n_checks = config.checks.len();
         let mut core = Core {
             config,
             checks,
@@ -248,6 +253,7 @@ impl Core {
             canary_failing: false,
             started: now,
             timers: BinaryHeap::new(),
+            stale_armed: vec![false; n_checks],
         };
         core.refresh_composites(now);
         core.arm_stale_timers();
@@ -333,10 +339,30 @@ impl Core {
     }
 
     fn arm_stale(&mut self, i: usize) {
+        if self.stale_armed.get(i).copied().unwrap_or(true) {
+            return;
+        }
         if let ProbeSpec::External { stale_after, .. } = self.config.checks[i].probe
             && let Some(at) = self.checks[i].reported_at.checked_add(stale_after)
         {
             self.timers.push(Reverse((at, Timer::Stale(i))));
+            self.stale_armed[i] = true;
+        }
+    }
+
+    /// Takes the top timer entry off the heap; a superseded staleness
+    /// entry re-arms at its check's current deadline.
+    fn pop_timer(&mut self) {
+        let Some(Reverse((at, timer))) = self.timers.pop() else {
+            return;
+        };
+        if let Timer::Stale(i) = timer
+            && let Some(armed) = self.stale_armed.get_mut(i)
+        {
+            *armed = false;
+            if !self.live(at, timer) && !self.checks[i].stale {
+                self.arm_stale(i);
+            }
         }
     }
 
@@ -368,8 +394,9 @@ impl Core {
             if at > now {
                 break;
             }
-            self.timers.pop();
-            if !self.live(at, timer) {
+            let live = self.live(at, timer);
+            self.pop_timer();
+            if !live {
                 continue;
             }
             match timer {
@@ -483,7 +510,7 @@ impl Core {
             if self.live(at, timer) {
                 return Some(at);
             }
-            self.timers.pop();
+            self.pop_timer();
         }
         None
     }
@@ -902,6 +929,7 @@ impl Core {
         self.dirty_mark = vec![false; self.aliases.len()];
         self.release = None;
         self.timers.clear();
+        self.stale_armed = vec![false; self.checks.len()];
         self.arm_stale_timers();
         self.start(&previous, now, unix);
         (probe_now, previous)

@@ -676,3 +676,50 @@ fn sim_a_memory_from_the_future_resumes_no_check_state() {
     let (_, resumed) = memory::resume(&mut core, &memory, at, saved + 1000);
     assert_eq!(resumed, 2, "a fresh memory resumes");
 }
+
+/// An external reporter in a tight loop (a bug, or a script retrying):
+/// every report used to push a staleness timer, kept until it came due
+/// `stale_after` later. The heap stays small; staleness still comes on time.
+#[test]
+fn sim_a_chatty_reporter_does_not_grow_the_timer_heap() {
+    let config = config(
+        r#"
+[[check]]
+name = "pdx"
+kind = "external"
+stale_after = "1h"
+
+[[alias]]
+name = "desktop.example.com"
+targets = [
+  { region = "us-west-2", connection_id = "PDX1", checks = ["pdx"] },
+  { region = "us-east-1", connection_id = "IAD2" },
+]
+"#,
+    );
+    let mut sim = Sim::new(config, 1);
+    sim.start(&[None]);
+    let ok = Outcome {
+        ok: true,
+        latency: Duration::ZERO,
+        detail: String::new(),
+    };
+    let mut last = sim.base;
+    for k in 0..20_000u64 {
+        last = sim.base + Duration::from_millis(k * 10);
+        sim.core.report(0, ok.clone(), last);
+        sim.core.reevaluate(last, 0, false);
+    }
+    assert!(
+        sim.core.timer_count() < 10,
+        "{} timer entries",
+        sim.core.timer_count()
+    );
+    let due = last + HOUR;
+    assert_eq!(sim.core.next_recheck(), Some(due));
+    sim.core.fire(due - Duration::from_millis(1));
+    assert!(!sim.core.checks()[0].stale);
+    let went = sim.core.fire(due);
+    assert_eq!(went, [0]);
+    assert!(sim.core.checks()[0].stale);
+}
