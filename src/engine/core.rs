@@ -299,12 +299,21 @@ impl Core {
         }
     }
 
-    /// Carries an alias's answer and damping over; decided at `start`.
-    pub fn restore_alias(&mut self, i: usize, answer: Answer, since: Instant, level: u32) {
+    /// Carries an alias's answer, damping and isolation latch over;
+    /// decided at `start`.
+    pub fn restore_alias(
+        &mut self,
+        i: usize,
+        answer: Answer,
+        since: Instant,
+        level: u32,
+        isolated: bool,
+    ) {
         if let Some(a) = self.aliases.get_mut(i) {
             a.decision.answer = answer;
             a.since = since;
             a.level = level;
+            a.isolated = isolated;
         }
     }
 

@@ -36,6 +36,10 @@ pub struct AliasMemory {
     pub since_ms: u64,
     /// Failbacks in a row (damping).
     pub level: u32,
+    /// The prober-isolation latch: a restart while the targets come back
+    /// from a prober outage must not answer `all_down` meanwhile.
+    #[serde(default)]
+    pub isolated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,6 +105,7 @@ pub fn capture(core: &Core, now: Instant, unix_ms: u64) -> Memory {
                 answer: answer_label(config, i, run.decision.answer),
                 since_ms: to_ms(run.since, now, unix_ms),
                 level: run.level,
+                isolated: run.isolated,
             },
         );
     }
@@ -199,6 +204,7 @@ pub fn resume(
                 answer,
                 from_ms(m.since_ms, now, unix_ms),
                 m.level.min(32),
+                m.isolated,
             );
         }
         previous.push(answer);

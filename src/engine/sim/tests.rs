@@ -723,3 +723,56 @@ targets = [
     assert_eq!(went, [0]);
     assert!(sim.core.checks()[0].stale);
 }
+
+/// A restart while the targets are coming back from a prober outage
+/// (latest rounds work again, states still down for `rise`): the
+/// isolation latch must survive it, or the restart answers `all_down`
+/// (the primary) and moves the users parked on the secondary.
+#[test]
+fn sim_a_restart_while_recovering_from_isolation_moves_nothing() {
+    use super::super::memory;
+    let text = TWO.replace(
+        "name = \"desktop.example.com\"",
+        "name = \"desktop.example.com\"\nfailback = \"manual\"",
+    );
+    let mut sim = Sim::new(config(&text), 8);
+    sim.world = Box::new(|_, t| {
+        if t >= secs(100.0) && t < secs(700.0) {
+            Endpoint::Hang
+        } else {
+            Endpoint::Up
+        }
+    });
+    sim.first_round();
+    sim.start(&[Some(Target(1))]);
+    sim.run_until(secs(700.0));
+    assert!(sim.core.aliases()[0].isolated);
+    // Until both checks' latest rounds work again, still short of `rise`.
+    let mut t = 700.0;
+    while !sim.core.checks().iter().all(|c| c.round_ok) {
+        t += 0.1;
+        sim.run_until(secs(t));
+    }
+    assert!(sim.core.checks().iter().all(|c| !c.state.state.healthy()));
+    assert_eq!(sim.answer(0), Target(1));
+    let at = sim.base + sim.now;
+    let unix = 1_000_000_000_000;
+    let memory = memory::capture(&sim.core, at, unix);
+    let mut core = Core::new(sim.core.config().clone(), at);
+    let (previous, resumed) = memory::resume(&mut core, &memory, at, unix + 1000);
+    assert_eq!(resumed, 2);
+    let mut restarted = Sim::new(sim.core.config().clone(), 9);
+    restarted.core = core;
+    restarted.base = sim.base;
+    restarted.now = sim.now;
+    restarted.start(&previous);
+    assert_eq!(
+        restarted.answer(0),
+        Target(1),
+        "{}",
+        restarted.core.aliases()[0].decision.reason
+    );
+    restarted.run_until(sim.now + HOUR);
+    assert!(restarted.moves.is_empty(), "{:?}", restarted.moves);
+    assert!(!restarted.core.aliases()[0].isolated, "the latch clears");
+}
