@@ -635,11 +635,12 @@ impl Core {
                 });
                 // Witnessed once is not enough if its latest rounds fail:
                 // the prober may be losing its paths one after the other.
-                let reachable = run.witnessed[t] && run.failing_since[t].is_none();
+                let failing = run.failing_since[t].is_some();
                 TargetHealth {
                     healthy,
                     since,
-                    confirmed: reachable || !evidence,
+                    confirmed: (run.witnessed[t] && !failing) || !evidence,
+                    pending: run.witnessed[t] && failing && evidence,
                 }
             })
             .collect()

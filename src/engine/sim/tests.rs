@@ -776,3 +776,34 @@ fn sim_a_restart_while_recovering_from_isolation_moves_nothing() {
     assert!(restarted.moves.is_empty(), "{:?}", restarted.moves);
     assert!(!restarted.core.aliases()[0].isolated, "the latch clears");
 }
+
+/// Three Regions, loss on every path, the primary dies: the failover goes
+/// to the second Region, not past it to the third because of one lost
+/// round at the wrong moment (that costs a second move back later).
+#[test]
+fn sim_three_region_failover_under_loss_goes_to_the_second() {
+    let mut to_third = 0;
+    let runs = 300;
+    for seed in 0..runs {
+        let mut sim = Sim::new(three_regions("10m"), seed);
+        sim.loss = vec![0.3; 3];
+        let at = secs(100.0 + sim.rng.unit() * 5.0);
+        sim.world = Box::new(move |i, t| {
+            if i == 0 && t >= at {
+                Endpoint::Refused
+            } else {
+                Endpoint::Up
+            }
+        });
+        sim.first_round();
+        sim.start(&[None]);
+        sim.run_until(at + secs(300.0));
+        match sim.moves.iter().find(|m| m.to != Target(0)) {
+            Some(m) if m.to == Target(2) => to_third += 1,
+            Some(_) => {}
+            None => panic!("seed {seed}: no failover"),
+        }
+    }
+    println!("30% loss: {to_third} of {runs} failovers skipped the second Region");
+    assert!(to_third <= runs / 100, "{to_third} of {runs}");
+}
