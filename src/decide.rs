@@ -89,6 +89,10 @@ pub struct TargetHealth {
     /// has no probe results to judge by). Only a confirmed target may take
     /// over from a failed one: otherwise the prober may be the one cut off.
     pub confirmed: bool,
+    /// Seen reaching it while the answered target failed, but its latest
+    /// round failed: a failover waits for it rather than pass over it to a
+    /// lower target (which would cost a second move back).
+    pub pending: bool,
 }
 
 /// What an alias answers.
@@ -232,8 +236,20 @@ pub fn decide(
         Some(Answer::Target(i)) if i < targets.len() => {
             // Only to a destination the prober has been seen to reach while
             // the answered target failed.
-            return match targets.iter().position(|t| t.healthy && t.confirmed) {
-                Some(to) => settled(Answer::Target(to), Reason::Failover { from: i }),
+            let to = targets
+                .iter()
+                .position(|t| t.healthy && (t.confirmed || t.pending));
+            return match to {
+                Some(to) if targets[to].confirmed => {
+                    settled(Answer::Target(to), Reason::Failover { from: i })
+                }
+                Some(to) => settled(
+                    Answer::Target(i),
+                    Reason::Unconfirmed {
+                        from: i,
+                        candidate: to,
+                    },
+                ),
                 None => settled(
                     Answer::Target(i),
                     Reason::Unconfirmed {

@@ -1806,6 +1806,18 @@ impl Validator<'_> {
             }
         }
         for (i, (c, span)) in checks.iter().enumerate() {
+            // While a canary fails no answer moves: one under a target would
+            // stop that Region's own outage from ever failing over.
+            if used_checks.contains(&i) && c.canary {
+                self.err(
+                    span,
+                    format!(
+                        "check {:?} is a canary, but a target depends on it: that Region's outage would hold every answer instead of failing over",
+                        c.name
+                    ),
+                    "a canary checks something that is not a Region (the VPN gateway, a resolver); give the target a check of its own",
+                );
+            }
             // A canary judges no Region: it is meant to stand alone.
             if !used_checks.contains(&i) && !c.canary {
                 self.warnings.push(

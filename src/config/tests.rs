@@ -803,12 +803,13 @@ fn derived_checks_make_one_attempt_and_refuse_the_key() {
 #[test]
 fn canaries_are_probed_checks_that_need_no_alias() {
     let c = run(&format!(
-        "{CHECK}canary = true\n[[check]]\nname = \"aws\"\nkind = \"tcp\"\naddress = \"h:443\"\ncanary = true\n\
+        "{CHECK}[[check]]\nname = \"aws\"\nkind = \"tcp\"\naddress = \"h:443\"\ncanary = true\n\
          [[check]]\nname = \"e\"\nkind = \"external\"\ncanary = true\n{}",
         alias("{ region = \"r1\", connection_id = \"ABC\", checks = [\"pdx\"] }")
     ))
     .unwrap();
-    assert!(c.checks.iter().all(|c| c.canary));
+    assert!(!c.checks[0].canary);
+    assert!(c.checks[1..].iter().all(|c| c.canary));
     assert!(
         c.warnings.is_empty(),
         "an unused canary is not warned about: {:?}",
@@ -823,6 +824,27 @@ fn canaries_are_probed_checks_that_need_no_alias() {
         ),
         "any check \"both\" cannot be a canary",
         12,
+    );
+}
+
+#[test]
+fn a_canary_under_a_target_is_refused() {
+    // Directly, and as a member of the target's composite.
+    fails(
+        &format!(
+            "{CHECK}canary = true\n{}",
+            alias("{ region = \"r1\", connection_id = \"ABC\", checks = [\"pdx\"] }")
+        ),
+        "check \"pdx\" is a canary, but a target depends on it",
+        4,
+    );
+    fails(
+        &format!(
+            "{CHECK}canary = true\n[[check]]\nname = \"r\"\nkind = \"any\"\nchecks = [\"pdx\"]\n{}",
+            alias("{ region = \"r1\", connection_id = \"ABC\", checks = [\"r\"] }")
+        ),
+        "check \"pdx\" is a canary, but a target depends on it",
+        4,
     );
 }
 

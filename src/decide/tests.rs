@@ -22,16 +22,19 @@ fn targets(pattern: &str, now: Instant) -> Vec<TargetHealth> {
                 healthy: true,
                 since: now - AFTER * 2,
                 confirmed: true,
+                pending: false,
             },
             'u' => TargetHealth {
                 healthy: true,
                 since: now - Duration::from_secs(1),
                 confirmed: true,
+                pending: false,
             },
             'D' => TargetHealth {
                 healthy: false,
                 since: now - AFTER * 2,
                 confirmed: true,
+                pending: false,
             },
             other => panic!("bad pattern {other}"),
         })
@@ -202,11 +205,13 @@ fn a_failback_wait_past_the_clock_never_comes_due_and_never_panics() {
             healthy: true,
             since: now,
             confirmed: true,
+            pending: false,
         },
         TargetHealth {
             healthy: true,
             since: now,
             confirmed: true,
+            pending: false,
         },
     ];
     let d = decide(&policy, &targets, Some(Answer::Target(1)), Hold::None, now);
@@ -307,4 +312,27 @@ fn damping_doubles_up_to_the_ceiling() {
         ..Policy::default()
     };
     assert_eq!(huge.damped(40), Duration::MAX);
+}
+
+#[test]
+fn failover_waits_for_a_better_target_whose_latest_round_failed() {
+    let now = Instant::now() + AFTER * 4;
+    let p = Policy::default();
+    let mut t = confirmed("DUU", &[false, false, true], now);
+    t[1].pending = true;
+    let d = decide(&p, &t, Some(Target(0)), Hold::None, now);
+    assert_eq!(d.answer, Target(0), "not past #1 to #2: {d:?}");
+    assert_eq!(
+        d.reason,
+        Reason::Unconfirmed {
+            from: 0,
+            candidate: 1
+        }
+    );
+    // Once #1 is down, #2 takes over.
+    t[1].healthy = false;
+    assert_eq!(
+        decide(&p, &t, Some(Target(0)), Hold::None, now).answer,
+        Target(2)
+    );
 }

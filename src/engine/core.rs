@@ -224,6 +224,10 @@ pub struct Core {
     /// stale. Entries are checked when they come up, so a superseded one
     /// is simply dropped; finding the next wakeup costs no scan.
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    /// Per check: a staleness timer is in the heap. One per check at most:
+    /// a report moves the deadline, and the entry re-arms itself when it
+    /// comes up superseded (a reporter in a tight loop adds nothing).
+    stale_armed: Vec<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -243,6 +247,7 @@ impl Core {
             .map(|a| AliasRun::new(a.targets.len(), now))
             .collect();
         let n = config.aliases.len();
+        let n_checks = config.checks.len();
         let mut core = Core {
             config,
             checks,
@@ -255,6 +260,7 @@ impl Core {
             canary_failing: false,
             started: now,
             timers: BinaryHeap::new(),
+            stale_armed: vec![false; n_checks],
         };
         core.refresh_composites(now);
         core.arm_stale_timers();
@@ -300,12 +306,21 @@ impl Core {
         }
     }
 
-    /// Carries an alias's answer and damping over; decided at `start`.
-    pub fn restore_alias(&mut self, i: usize, answer: Answer, since: Instant, level: u32) {
+    /// Carries an alias's answer, damping and isolation latch over;
+    /// decided at `start`.
+    pub fn restore_alias(
+        &mut self,
+        i: usize,
+        answer: Answer,
+        since: Instant,
+        level: u32,
+        isolated: bool,
+    ) {
         if let Some(a) = self.aliases.get_mut(i) {
             a.decision.answer = answer;
             a.since = since;
             a.level = level;
+            a.isolated = isolated;
         }
     }
 
@@ -317,6 +332,7 @@ impl Core {
         for i in 0..self.aliases.len() {
             self.track_rounds(i, None, now);
             let prev = previous.get(i).copied().flatten();
+            self.forget_damping_when_calm(i, now);
             let d = self.decide_alias(i, prev, now, unix);
             let a = &mut self.aliases[i];
             if prev != Some(d.answer) {
@@ -339,10 +355,30 @@ impl Core {
     }
 
     fn arm_stale(&mut self, i: usize) {
+        if self.stale_armed.get(i).copied().unwrap_or(true) {
+            return;
+        }
         if let ProbeSpec::External { stale_after, .. } = self.config.checks[i].probe
             && let Some(at) = self.checks[i].reported_at.checked_add(stale_after)
         {
             self.timers.push(Reverse((at, Timer::Stale(i))));
+            self.stale_armed[i] = true;
+        }
+    }
+
+    /// Takes the top timer entry off the heap; a superseded staleness
+    /// entry re-arms at its check's current deadline.
+    fn pop_timer(&mut self) {
+        let Some(Reverse((at, timer))) = self.timers.pop() else {
+            return;
+        };
+        if let Timer::Stale(i) = timer
+            && let Some(armed) = self.stale_armed.get_mut(i)
+        {
+            *armed = false;
+            if !self.live(at, timer) && !self.checks[i].stale {
+                self.arm_stale(i);
+            }
         }
     }
 
@@ -374,8 +410,9 @@ impl Core {
             if at > now {
                 break;
             }
-            self.timers.pop();
-            if !self.live(at, timer) {
+            let live = self.live(at, timer);
+            self.pop_timer();
+            if !live {
                 continue;
             }
             match timer {
@@ -477,13 +514,19 @@ impl Core {
         went
     }
 
+    /// Timer entries held, live or not (a test's view of the heap).
+    #[cfg(test)]
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+
     /// When some decision could change with no new event.
     pub fn next_recheck(&mut self) -> Option<Instant> {
         while let Some(&Reverse((at, timer))) = self.timers.peek() {
             if self.live(at, timer) {
                 return Some(at);
             }
-            self.timers.pop();
+            self.pop_timer();
         }
         None
     }
@@ -499,9 +542,22 @@ impl Core {
         for i in dirty {
             self.dirty_mark[i] = false;
             let before = self.aliases[i].decision;
+            self.forget_damping_when_calm(i, now);
             let released = self.release.take_if(|r| *r == i).is_some();
             let previous = (!released).then_some(before.answer);
-            let after = self.decide_alias(i, previous, now, unix);
+            let mut after = self.decide_alias(i, previous, now, unix);
+            // An override's expiry is read through the wall clock's whole
+            // seconds: the same expiry seen again keeps its armed timer
+            // instead of pushing one per decision.
+            if before.reason == Reason::Override
+                && after.reason == Reason::Override
+                && before.answer == after.answer
+                && let (Some(b), Some(a)) = (before.recheck_at, after.recheck_at)
+                && b > now
+                && a.max(b).saturating_duration_since(a.min(b)) < Duration::from_secs(1)
+            {
+                after.recheck_at = Some(b);
+            }
             if after.answer != before.answer {
                 self.moved(i, &before, &after, now);
             }
@@ -538,6 +594,19 @@ impl Core {
         a.witnessed.fill(false);
     }
 
+    /// Drops the damping once the alias has been calm for `failback_reset`,
+    /// before a failback becomes pending: otherwise the pending failback
+    /// itself ends the calm and the wait jumps back to the damped value.
+    fn forget_damping_when_calm(&mut self, i: usize, now: Instant) {
+        let reset = self.config.aliases[i].policy.failback_reset;
+        let a = &mut self.aliases[i];
+        if now.saturating_duration_since(a.since) >= reset
+            && !matches!(a.decision.reason, Reason::FailbackPending { .. })
+        {
+            a.level = 0;
+        }
+    }
+
     /// The failback wait the alias is under now.
     pub fn failback_after(&self, i: usize, now: Instant) -> Duration {
         let policy = &self.config.aliases[i].policy;
@@ -571,10 +640,14 @@ impl Core {
                     is_probed(&self.config.checks[l].probe)
                         && (self.checks[l].last_ok.is_some() || self.checks[l].last_fail.is_some())
                 });
+                // Witnessed once is not enough if its latest rounds fail:
+                // the prober may be losing its paths one after the other.
+                let failing = run.failing_since[t].is_some();
                 TargetHealth {
                     healthy,
                     since,
-                    confirmed: run.witnessed[t] || !evidence,
+                    confirmed: (run.witnessed[t] && !failing) || !evidence,
+                    pending: run.witnessed[t] && failing && evidence,
                 }
             })
             .collect()
@@ -742,10 +815,15 @@ impl Core {
                 None => run.witnessed.fill(false),
                 Some(from) => {
                     // The answered target failed again: every target that
-                    // succeeded since it began failing is reachable.
-                    if let Some((leaf, Some(false))) = event
-                        && leaves[c].contains(&leaf)
-                    {
+                    // succeeded since it began failing is reachable. A stale
+                    // report fails at every instant (no report will fail
+                    // "again"), so a success alone is enough then.
+                    let failed_again =
+                        matches!(event, Some((leaf, Some(false))) if leaves[c].contains(&leaf));
+                    let stale = leaves[c]
+                        .iter()
+                        .any(|&l| self.checks[l].stale && !self.checks[l].round_ok);
+                    if failed_again || stale {
                         for d in 0..alias.targets.len() {
                             if d != c && run.ok_at[d].is_some_and(|at| at >= from) {
                                 run.witnessed[d] = true;
@@ -854,6 +932,7 @@ impl Core {
         self.dirty_mark = vec![false; self.aliases.len()];
         self.release = None;
         self.timers.clear();
+        self.stale_armed = vec![false; self.checks.len()];
         self.arm_stale_timers();
         self.start(&previous, now, unix);
         (probe_now, previous)

@@ -36,6 +36,10 @@ pub struct AliasMemory {
     pub since_ms: u64,
     /// Failbacks in a row (damping).
     pub level: u32,
+    /// The prober-isolation latch: a restart while the targets come back
+    /// from a prober outage must not answer `all_down` meanwhile.
+    #[serde(default)]
+    pub isolated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,6 +111,7 @@ pub fn capture(core: &Core, fingerprints: &[String], now: Instant, unix_ms: u64)
                 answer: answer_label(config, i, run.decision.answer),
                 since_ms: to_ms(run.since, now, unix_ms),
                 level: run.level,
+                isolated: run.isolated,
             },
         );
     }
@@ -147,14 +152,16 @@ pub fn resume(
     unix_ms: u64,
 ) -> (Vec<Option<Answer>>, usize) {
     let config = core.config().clone();
-    let age = unix_ms.saturating_sub(memory.saved_at_ms);
+    // Saved "in the future" (the wall clock was stepped back since): its
+    // age is unknown, so no check state counts as fresh.
+    let age = unix_ms.checked_sub(memory.saved_at_ms);
     let mut resumed = 0;
     for (i, spec) in config.checks.iter().enumerate() {
         let Some(m) = memory.checks.get(&spec.name) else {
             continue;
         };
         let fresh_for = spec.timing.interval.saturating_mul(spec.timing.fall.max(1));
-        let fresh = u128::from(age) < fresh_for.as_millis();
+        let fresh = age.is_some_and(|age| u128::from(age) < fresh_for.as_millis());
         if !fresh || m.fingerprint != fingerprint(spec) {
             continue;
         }
@@ -203,6 +210,7 @@ pub fn resume(
                 answer,
                 from_ms(m.since_ms, now, unix_ms),
                 m.level.min(32),
+                m.isolated,
             );
         }
         previous.push(answer);

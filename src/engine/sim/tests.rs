@@ -444,3 +444,345 @@ fn sim_ten_thousand_checks_a_million_rounds() {
     );
     assert!(sim.rounds >= 990_000, "{}", sim.rounds);
 }
+
+/// The primary is judged by an external reporter (shipped `on_stale`:
+/// unhealthy), the secondary by a probe. The reporter goes silent (its
+/// Region is gone): the check goes stale and unhealthy, and no report
+/// will ever fail "again"; the secondary keeps answering probes.
+#[test]
+fn sim_a_stale_external_primary_fails_over() {
+    let config = config(
+        r#"
+[[check]]
+name = "pdx"
+kind = "external"
+stale_after = "60s"
+
+[[check]]
+name = "iad"
+kind = "tcp"
+address = "127.0.0.1:2"
+
+[[alias]]
+name = "desktop.example.com"
+targets = [
+  { region = "us-west-2", connection_id = "PDX1", checks = ["pdx"] },
+  { region = "us-east-1", connection_id = "IAD2", checks = ["iad"] },
+]
+"#,
+    );
+    let mut sim = Sim::new(config, 21);
+    sim.first_round();
+    sim.start(&[None]);
+    let ok = Outcome {
+        ok: true,
+        latency: Duration::ZERO,
+        detail: String::new(),
+    };
+    // Reports every 10 s for 100 s, then silence.
+    for s in (0..=100).step_by(10) {
+        sim.run_until(secs(f64::from(s)));
+        let at = sim.base + sim.now;
+        sim.core.report(0, ok.clone(), at);
+        sim.settle(false);
+    }
+    assert_eq!(sim.answer(0), Target(0));
+    sim.run_until(secs(600.0));
+    assert!(!sim.core.checks()[0].state.state.healthy(), "stale: down");
+    assert_eq!(
+        sim.answer(0),
+        Target(1),
+        "{:?}, reason {}",
+        sim.moves,
+        sim.core.aliases()[0].decision.reason
+    );
+}
+
+/// An override with an expiry on an alias whose checks are probed: every
+/// round decides the alias again, and its expiry, computed from two clocks
+/// (wall seconds, monotonic nanoseconds), must not push a timer each time.
+#[test]
+fn sim_an_expiring_override_does_not_grow_the_timer_heap() {
+    let config = config(TWO);
+    let mut sim = Sim::new(config.clone(), 1);
+    sim.first_round();
+    sim.start(&[None]);
+    let unix0 = 1_000_000_000u64;
+    let mut overrides = crate::state::Overrides::new();
+    overrides.insert(
+        config.aliases[0].name.to_string(),
+        crate::state::Override {
+            region: "us-east-1".into(),
+            reason: "drill".into(),
+            by: "test".into(),
+            set_at: unix0,
+            until: Some(unix0 + 30 * 86_400),
+        },
+    );
+    sim.core.set_overrides(overrides);
+    sim.core.reevaluate(sim.base, unix0, true);
+    assert_eq!(sim.answer(0), Target(1));
+    let ok = Outcome {
+        ok: true,
+        latency: Duration::ZERO,
+        detail: String::new(),
+    };
+    // A day of rounds, 5 s apart, landing anywhere within a wall second.
+    for k in 0..17_280u64 {
+        let elapsed = Duration::from_millis(k * 5_000 + (k * 137) % 1000);
+        let at = sim.base + elapsed;
+        sim.core.observe((k % 2) as usize, ok.clone(), at);
+        sim.core.reevaluate(at, unix0 + elapsed.as_secs(), false);
+    }
+    assert_eq!(sim.answer(0), Target(1));
+    assert!(
+        sim.core.timer_count() < 100,
+        "{} timer entries after a day",
+        sim.core.timer_count()
+    );
+}
+
+/// Damping from an earlier flapping spell, then a long calm outage on the
+/// secondary: once the primary is back, the failback waits the plain
+/// `failback_after` (the README: "back to normal after failback_reset
+/// with no failback pending"), not the damped one.
+#[test]
+fn sim_damping_is_reset_by_a_long_calm_spell_before_the_failback() {
+    let config = config(&TWO.replace(
+        "name = \"desktop.example.com\"",
+        "name = \"desktop.example.com\"\nfailback_after = \"60s\"",
+    ));
+    let mut sim = Sim::new(config.clone(), 13);
+    let long_from = 1000.0;
+    let long_to = long_from + 3.0 * 3600.0;
+    sim.world = Box::new(move |i, t| {
+        let s = t.as_secs_f64();
+        let down = i == 0
+            && ((100.0..200.0).contains(&s)
+                || (400.0..500.0).contains(&s)
+                || (long_from..long_to).contains(&s));
+        if down {
+            Endpoint::Refused
+        } else {
+            Endpoint::Up
+        }
+    });
+    sim.first_round();
+    sim.start(&[None]);
+    sim.run_until(secs(long_to + 1800.0));
+    let path: Vec<Answer> = sim.moves.iter().map(|m| m.to).collect();
+    assert_eq!(
+        path,
+        [
+            Target(1),
+            Target(0),
+            Target(1),
+            Target(0),
+            Target(1),
+            Target(0)
+        ],
+        "{:?}",
+        sim.moves
+    );
+    let back = sim.moves[5].at;
+    let up = sim.core.checks()[0].state.since;
+    let plain = config.aliases[0].policy.failback_after;
+    assert_eq!(
+        sim.base + back,
+        up + plain,
+        "failback {:?} after the primary was up again",
+        (sim.base + back).saturating_duration_since(up)
+    );
+}
+
+/// The prober loses its paths one after the other (a tunnel per Region
+/// dropping 10–14 s apart, more than the isolation window): by the time
+/// the primary is down, the secondary's latest rounds fail too. A target
+/// whose latest round failed must not take over, whatever it did
+/// earlier. (With a gap near `fall × interval` the secondary still works
+/// when the primary goes down: that is a Region outage to any prober.)
+#[test]
+fn sim_a_staggered_prober_outage_moves_nothing() {
+    let mut moved = Vec::new();
+    for gap in [10u64, 11, 12, 13, 14] {
+        for seed in 0..20 {
+            let mut sim = Sim::new(config(TWO), seed);
+            let at = secs(100.0 + sim.rng.unit() * 5.0);
+            let gap = Duration::from_secs(gap);
+            sim.world = Box::new(move |i, t| {
+                let from = if i == 0 { at } else { at + gap };
+                if t >= from {
+                    Endpoint::Hang
+                } else {
+                    Endpoint::Up
+                }
+            });
+            sim.first_round();
+            sim.start(&[None]);
+            sim.run_until(at + HOUR);
+            if !sim.moves.is_empty() {
+                moved.push((gap, seed, sim.moves.clone()));
+            }
+        }
+    }
+    assert!(
+        moved.is_empty(),
+        "{} runs moved: {:?}",
+        moved.len(),
+        moved.first()
+    );
+}
+
+/// decisions.json saved "in the future" (the wall clock was stepped back
+/// between runs, or the file is corrupt): its age is unknown, so its check
+/// states do not resume as fresh; the answers still do.
+#[test]
+fn sim_a_memory_from_the_future_resumes_no_check_state() {
+    use super::super::memory;
+    let mut sim = Sim::new(config(TWO), 2);
+    sim.first_round();
+    sim.start(&[None]);
+    sim.run_until(secs(60.0));
+    let at = sim.base + sim.now;
+    let saved = 2_000_000_000_000;
+    let memory = memory::capture(&sim.core, at, saved);
+    assert_eq!(memory.checks.len(), 2);
+    let mut core = Core::new(sim.core.config().clone(), at);
+    let (previous, resumed) = memory::resume(&mut core, &memory, at, saved - 86_400_000);
+    assert_eq!(previous, [Some(Target(0))]);
+    assert_eq!(resumed, 0);
+    let mut core = Core::new(sim.core.config().clone(), at);
+    let (_, resumed) = memory::resume(&mut core, &memory, at, saved + 1000);
+    assert_eq!(resumed, 2, "a fresh memory resumes");
+}
+
+/// An external reporter in a tight loop (a bug, or a script retrying):
+/// every report used to push a staleness timer, kept until it came due
+/// `stale_after` later. The heap stays small; staleness still comes on time.
+#[test]
+fn sim_a_chatty_reporter_does_not_grow_the_timer_heap() {
+    let config = config(
+        r#"
+[[check]]
+name = "pdx"
+kind = "external"
+stale_after = "1h"
+
+[[alias]]
+name = "desktop.example.com"
+targets = [
+  { region = "us-west-2", connection_id = "PDX1", checks = ["pdx"] },
+  { region = "us-east-1", connection_id = "IAD2" },
+]
+"#,
+    );
+    let mut sim = Sim::new(config, 1);
+    sim.start(&[None]);
+    let ok = Outcome {
+        ok: true,
+        latency: Duration::ZERO,
+        detail: String::new(),
+    };
+    let mut last = sim.base;
+    for k in 0..20_000u64 {
+        last = sim.base + Duration::from_millis(k * 10);
+        sim.core.report(0, ok.clone(), last);
+        sim.core.reevaluate(last, 0, false);
+    }
+    assert!(
+        sim.core.timer_count() < 10,
+        "{} timer entries",
+        sim.core.timer_count()
+    );
+    let due = last + HOUR;
+    assert_eq!(sim.core.next_recheck(), Some(due));
+    sim.core.fire(due - Duration::from_millis(1));
+    assert!(!sim.core.checks()[0].stale);
+    let went = sim.core.fire(due);
+    assert_eq!(went, [0]);
+    assert!(sim.core.checks()[0].stale);
+}
+
+/// A restart while the targets are coming back from a prober outage
+/// (latest rounds work again, states still down for `rise`): the
+/// isolation latch must survive it, or the restart answers `all_down`
+/// (the primary) and moves the users parked on the secondary.
+#[test]
+fn sim_a_restart_while_recovering_from_isolation_moves_nothing() {
+    use super::super::memory;
+    let text = TWO.replace(
+        "name = \"desktop.example.com\"",
+        "name = \"desktop.example.com\"\nfailback = \"manual\"",
+    );
+    let mut sim = Sim::new(config(&text), 8);
+    sim.world = Box::new(|_, t| {
+        if t >= secs(100.0) && t < secs(700.0) {
+            Endpoint::Hang
+        } else {
+            Endpoint::Up
+        }
+    });
+    sim.first_round();
+    sim.start(&[Some(Target(1))]);
+    sim.run_until(secs(700.0));
+    assert!(sim.core.aliases()[0].isolated);
+    // Until both checks' latest rounds work again, still short of `rise`.
+    let mut t = 700.0;
+    while !sim.core.checks().iter().all(|c| c.round_ok) {
+        t += 0.1;
+        sim.run_until(secs(t));
+    }
+    assert!(sim.core.checks().iter().all(|c| !c.state.state.healthy()));
+    assert_eq!(sim.answer(0), Target(1));
+    let at = sim.base + sim.now;
+    let unix = 1_000_000_000_000;
+    let memory = memory::capture(&sim.core, at, unix);
+    let mut core = Core::new(sim.core.config().clone(), at);
+    let (previous, resumed) = memory::resume(&mut core, &memory, at, unix + 1000);
+    assert_eq!(resumed, 2);
+    let mut restarted = Sim::new(sim.core.config().clone(), 9);
+    restarted.core = core;
+    restarted.base = sim.base;
+    restarted.now = sim.now;
+    restarted.start(&previous);
+    assert_eq!(
+        restarted.answer(0),
+        Target(1),
+        "{}",
+        restarted.core.aliases()[0].decision.reason
+    );
+    restarted.run_until(sim.now + HOUR);
+    assert!(restarted.moves.is_empty(), "{:?}", restarted.moves);
+    assert!(!restarted.core.aliases()[0].isolated, "the latch clears");
+}
+
+/// Three Regions, loss on every path, the primary dies: the failover goes
+/// to the second Region, not past it to the third because of one lost
+/// round at the wrong moment (that costs a second move back later).
+#[test]
+fn sim_three_region_failover_under_loss_goes_to_the_second() {
+    let mut to_third = 0;
+    let runs = 300;
+    for seed in 0..runs {
+        let mut sim = Sim::new(three_regions("10m"), seed);
+        sim.loss = vec![0.3; 3];
+        let at = secs(100.0 + sim.rng.unit() * 5.0);
+        sim.world = Box::new(move |i, t| {
+            if i == 0 && t >= at {
+                Endpoint::Refused
+            } else {
+                Endpoint::Up
+            }
+        });
+        sim.first_round();
+        sim.start(&[None]);
+        sim.run_until(at + secs(300.0));
+        match sim.moves.iter().find(|m| m.to != Target(0)) {
+            Some(m) if m.to == Target(2) => to_third += 1,
+            Some(_) => {}
+            None => panic!("seed {seed}: no failover"),
+        }
+    }
+    println!("30% loss: {to_third} of {runs} failovers skipped the second Region");
+    assert!(to_third <= runs / 100, "{to_third} of {runs}");
+}
