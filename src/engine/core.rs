@@ -845,7 +845,9 @@ impl Core {
             if recovered {
                 run.isolated = false;
             }
-        } else if !alias.targets.is_empty() {
+        } else if alias.targets.len() > 1 {
+            // One target failing alone says nothing about the prober: the
+            // all_down policy decides, as configured.
             let starts: Option<Vec<Instant>> = run.failing_since.iter().copied().collect();
             if let Some(starts) = starts
                 && let (Some(first), Some(last)) = (starts.iter().min(), starts.iter().max())

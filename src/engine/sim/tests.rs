@@ -645,7 +645,12 @@ fn sim_a_memory_from_the_future_resumes_no_check_state() {
     sim.run_until(secs(60.0));
     let at = sim.base + sim.now;
     let saved = 2_000_000_000_000;
-    let memory = memory::capture(&sim.core, at, saved);
+    let memory = memory::capture(
+        &sim.core,
+        &memory::fingerprints(sim.core.config()),
+        at,
+        saved,
+    );
     assert_eq!(memory.checks.len(), 2);
     let mut core = Core::new(sim.core.config().clone(), at);
     let (previous, resumed) = memory::resume(&mut core, &memory, at, saved - 86_400_000);
@@ -736,7 +741,12 @@ fn sim_a_restart_while_recovering_from_isolation_moves_nothing() {
     assert_eq!(sim.answer(0), Target(1));
     let at = sim.base + sim.now;
     let unix = 1_000_000_000_000;
-    let memory = memory::capture(&sim.core, at, unix);
+    let memory = memory::capture(
+        &sim.core,
+        &memory::fingerprints(sim.core.config()),
+        at,
+        unix,
+    );
     let mut core = Core::new(sim.core.config().clone(), at);
     let (previous, resumed) = memory::resume(&mut core, &memory, at, unix + 1000);
     assert_eq!(resumed, 2);
@@ -785,4 +795,29 @@ fn sim_three_region_failover_under_loss_goes_to_the_second() {
     }
     println!("30% loss: {to_third} of {runs} failovers skipped the second Region");
     assert!(to_third <= runs / 100, "{to_third} of {runs}");
+}
+
+#[test]
+fn sim_a_single_target_alias_follows_its_all_down_policy() {
+    let mut sim = Sim::new(
+        config(
+            r#"
+[[check]]
+name = "pdx"
+kind = "tcp"
+address = "127.0.0.1:1"
+
+[[alias]]
+name = "desktop.example.com"
+all_down = "nodata"
+targets = [{ region = "us-west-2", connection_id = "PDX1", checks = ["pdx"] }]
+"#,
+        ),
+        1,
+    );
+    sim.refuse_when(|_, t| t >= secs(30.0));
+    sim.boot();
+    sim.run_until(secs(120.0));
+    assert_eq!(sim.answer(0), Answer::NoData, "{:?}", sim.moves);
+    assert!(!sim.core.aliases()[0].isolated);
 }
