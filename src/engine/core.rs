@@ -848,10 +848,17 @@ impl Core {
         } else if alias.targets.len() > 1 {
             // One target failing alone says nothing about the prober: the
             // all_down policy decides, as configured.
+            // Every target fails, and the latest failure began within one
+            // round of another: working targets went down together. One
+            // that died long before does not count against it.
             let starts: Option<Vec<Instant>> = run.failing_since.iter().copied().collect();
             if let Some(starts) = starts
-                && let (Some(first), Some(last)) = (starts.iter().min(), starts.iter().max())
-                && last.saturating_duration_since(*first) <= self.graph.window[i]
+                && let Some(&last) = starts.iter().max()
+                && starts
+                    .iter()
+                    .filter(|s| last.saturating_duration_since(**s) <= self.graph.window[i])
+                    .count()
+                    >= 2
             {
                 run.isolated = true;
             }

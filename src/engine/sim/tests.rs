@@ -821,3 +821,25 @@ targets = [{ region = "us-west-2", connection_id = "PDX1", checks = ["pdx"] }]
     assert_eq!(sim.answer(0), Answer::NoData, "{:?}", sim.moves);
     assert!(!sim.core.aliases()[0].isolated);
 }
+
+#[test]
+fn sim_a_prober_outage_with_a_long_dead_region_moves_nothing() {
+    // C died long ago; A failed and came back, so B answers with a failback
+    // pending; then the prober goes dark for ten minutes and comes back.
+    let mut sim = Sim::new(three_regions("1h"), 13);
+    sim.refuse_when(|i, t| {
+        let s = t.as_secs();
+        let dark = (2000..2600).contains(&s);
+        match i {
+            0 => (100..400).contains(&s) || dark,
+            1 => dark,
+            _ => s >= 50,
+        }
+    });
+    sim.boot();
+    sim.run_until(secs(1900.0));
+    assert_eq!(sim.answer(0), Target(1), "{:?}", sim.moves);
+    let before = sim.moves.len();
+    sim.run_until(secs(3000.0));
+    assert_eq!(sim.moves.len(), before, "{:?}", &sim.moves[before..]);
+}
