@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::dns::cookie::CookieSecret;
 use crate::dns::options::ServerOptions;
 use crate::dns::rrl::Limiter;
-use crate::engine::Engine;
+use crate::engine::{Engine, memory, unix_now_ms};
 use crate::health;
 use crate::state::StateStore;
 
@@ -58,16 +58,27 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.admin_limits,
     ));
     let probers = health::build_probers(&config.checks)?;
+    // Checks whose state decisions.json holds fresh need no first round:
+    // a restart answers at once, and they are probed as soon as it does.
+    let remembered = memory::load(&store);
+    let resumed = memory::resumable(&config, &remembered, unix_now_ms());
+    let first_probers: Vec<_> = probers
+        .iter()
+        .zip(&resumed)
+        .map(|(p, &r)| if r { None } else { p.clone() })
+        .collect();
     tracing::info!(
-        checks = config.checks.len(),
+        checks = first_probers.iter().flatten().count(),
+        resumed = resumed.iter().filter(|r| **r).count(),
         "running the first probe round"
     );
-    let first = health::first_round(&probers, &config.checks, &metrics).await;
+    let first = health::first_round(&first_probers, &config.checks, &metrics).await;
     let mut engine = Engine::start(
         status,
         metrics.clone(),
         config.clone(),
         store,
+        remembered,
         first,
         Instant::now(),
     )?;
@@ -103,7 +114,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .await?;
     let (tx, rx) = mpsc::channel(1024);
-    engine.start_probing(&probers, tx);
+    engine.start_probing(&probers, tx, &resumed);
     engine.start_secondaries(command_tx.clone());
     let hup_commands = command_tx.clone();
     let config_path = config.source.clone();

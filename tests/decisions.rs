@@ -547,3 +547,53 @@ fn a_notified_secondary_finds_the_new_serial() {
     }
     eprintln!("NOTIFY serial, SOA served right after: {seen:?}");
 }
+
+#[test]
+fn a_restart_with_fresh_memory_answers_without_a_first_round() {
+    let (pdx, iad) = (SwitchEndpoint::start(), SwitchEndpoint::start());
+    let dir = tempfile::tempdir().unwrap();
+    // fall 10 × interval 1 s: a state saved less than 10 s ago is fresh.
+    let config = http_check("pdx", &pdx, 10, 2, "900ms")
+        + &http_check("iad", &iad, 10, 2, "900ms")
+        + &alias(
+            "",
+            &[("us-west-2", "PDX1", "pdx"), ("us-east-1", "IAD2", "iad")],
+        )
+        + EXEMPT;
+    let s = Server::start(dir.path(), &config, ZONE);
+    wait_check(&s, "pdx", "up");
+    wait_check(&s, "iad", "up");
+    // Both now hang: a first round would take fall × timeout (9 s) each.
+    pdx.set(Mode::Hang);
+    iad.set(Mode::Hang);
+    let clock = Instant::now();
+    let s = s.restart();
+    let took = clock.elapsed();
+    let log = plain(&s.log_text());
+    assert!(
+        log.contains("running the first probe round checks=0 resumed=2"),
+        "{log}"
+    );
+    assert_eq!(s.txt(ALIAS), ["PDX1"]);
+    assert_eq!(s.check_state("pdx"), "up", "resumed, not probed");
+    eprintln!("restart to ready: {took:?} (a first round would hang for 9 s)");
+}
+
+/// The log without terminal colour codes.
+fn plain(log: &str) -> String {
+    let mut out = String::new();
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ ... m
+            for d in chars.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -142,6 +142,39 @@ pub fn capture(core: &Core, fingerprints: &[String], now: Instant, unix_ms: u64)
     memory
 }
 
+/// Per check of `config`: whether `memory` holds a state for it that is
+/// fresh (younger than `fall × interval`) and of the same definition. Such
+/// a check needs no first round before the server answers.
+pub fn resumable(config: &Config, memory: &Memory, unix_ms: u64) -> Vec<bool> {
+    // Saved "in the future" (the wall clock was stepped back since): its
+    // age is unknown, so no check state counts as fresh.
+    let age = unix_ms.checked_sub(memory.saved_at_ms);
+    config
+        .checks
+        .iter()
+        .map(|spec| {
+            let Some(m) = memory.checks.get(&spec.name) else {
+                return false;
+            };
+            let fresh_for = spec.timing.interval.saturating_mul(spec.timing.fall.max(1));
+            let fresh = age.is_some_and(|age| u128::from(age) < fresh_for.as_millis());
+            fresh && m.fingerprint == fingerprint(spec) && matches!(m.state.as_str(), "up" | "down")
+        })
+        .collect()
+}
+
+/// Reads `decisions.json`; an unreadable one is logged and ignored (the
+/// server then starts as new: answers decided afresh).
+pub fn load(store: &StateStore) -> Memory {
+    store.load_decisions().unwrap_or_else(|e| {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "decision memory unreadable: starting without it"
+        );
+        Memory::default()
+    })
+}
+
 /// Puts what `memory` holds back into a fresh core; returns per alias the
 /// answer it had (None when unknown or its Region is gone) and how many
 /// checks resumed.
@@ -152,19 +185,12 @@ pub fn resume(
     unix_ms: u64,
 ) -> (Vec<Option<Answer>>, usize) {
     let config = core.config().clone();
-    // Saved "in the future" (the wall clock was stepped back since): its
-    // age is unknown, so no check state counts as fresh.
-    let age = unix_ms.checked_sub(memory.saved_at_ms);
     let mut resumed = 0;
+    let usable = resumable(&config, memory, unix_ms);
     for (i, spec) in config.checks.iter().enumerate() {
-        let Some(m) = memory.checks.get(&spec.name) else {
+        let Some(m) = memory.checks.get(&spec.name).filter(|_| usable[i]) else {
             continue;
         };
-        let fresh_for = spec.timing.interval.saturating_mul(spec.timing.fall.max(1));
-        let fresh = age.is_some_and(|age| u128::from(age) < fresh_for.as_millis());
-        if !fresh || m.fingerprint != fingerprint(spec) {
-            continue;
-        }
         let state = match m.state.as_str() {
             "up" => State::Up,
             "down" => State::Down,

@@ -130,25 +130,20 @@ pub enum Command {
 pub type StatusCell = Arc<ArcSwap<StatusView>>;
 
 impl Engine {
-    /// Resumes the decision memory, applies the first probe round, decides,
-    /// and builds the first snapshot.
+    /// Resumes the decision memory (`memory::load`), applies the first probe
+    /// round (checks that resume skip it), decides, and builds the first
+    /// snapshot.
     pub fn start(
         status: StatusCell,
         metrics: Arc<Metrics>,
         config: Arc<Config>,
         store: StateStore,
+        remembered: memory::Memory,
         first: Vec<Option<Outcome>>,
         now: Instant,
     ) -> anyhow::Result<Engine> {
         let unix_ms = unix_now_ms();
         let mut core = Core::new(config.clone(), now);
-        let remembered: memory::Memory = store.load_decisions().unwrap_or_else(|e| {
-            tracing::warn!(
-                error = format!("{e:#}"),
-                "decision memory unreadable: starting without it"
-            );
-            memory::Memory::default()
-        });
         let (previous, resumed) = memory::resume(&mut core, &remembered, now, unix_ms);
         if !remembered.aliases.is_empty() || !remembered.checks.is_empty() {
             let age = unix_ms.saturating_sub(remembered.saved_at_ms);
@@ -884,19 +879,20 @@ impl Engine {
         }
     }
 
-    /// Starts the periodic probes (after the first round, which `serve` ran).
+    /// Starts the periodic probes (after the first round, which `serve` ran);
+    /// checks that skipped it (`at_once`) are probed at once.
     pub fn start_probing(
         &mut self,
         probers: &[Option<Arc<health::Prober>>],
         tx: mpsc::Sender<ProbeResult>,
+        at_once: &[bool],
     ) {
-        let waits = vec![false; probers.len()];
         self.loops = health::spawn_loops(
             probers,
             &self.config.checks,
             &tx,
             self.generation,
-            &waits,
+            at_once,
             &self.metrics,
         );
         self.probe_tx = Some(tx);
@@ -914,7 +910,8 @@ fn describe(config: &Config, alias: usize, answer: Answer) -> String {
     }
 }
 
-fn unix_now_ms() -> u64 {
+/// Wall-clock Unix milliseconds (the decision memory's time base).
+pub fn unix_now_ms() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

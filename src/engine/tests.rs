@@ -78,7 +78,16 @@ async fn a_change_waits_until_its_serial_is_persisted() {
     let status: StatusCell = Arc::new(ArcSwap::from_pointee(StatusView::default()));
     let metrics = Arc::new(Metrics::new());
     let t0 = Instant::now();
-    let mut engine = Engine::start(status, metrics.clone(), config, store, vec![None], t0).unwrap();
+    let mut engine = Engine::start(
+        status,
+        metrics.clone(),
+        config,
+        store,
+        memory::Memory::default(),
+        vec![None],
+        t0,
+    )
+    .unwrap();
     assert_eq!(served(&engine), ("PDX1".to_string(), 7));
     assert_eq!(on_disk(dir.path()), 7);
 
@@ -139,7 +148,16 @@ async fn a_change_undone_while_held_publishes_nothing() {
     let status: StatusCell = Arc::new(ArcSwap::from_pointee(StatusView::default()));
     let t0 = Instant::now();
     let metrics = Arc::new(Metrics::new());
-    let mut engine = Engine::start(status, metrics, config, store, vec![None], t0).unwrap();
+    let mut engine = Engine::start(
+        status,
+        metrics,
+        config,
+        store,
+        memory::Memory::default(),
+        vec![None],
+        t0,
+    )
+    .unwrap();
     let blocker = dir.path().join(".serials.json.tmp");
     std::fs::create_dir(&blocker).unwrap();
     engine.report("pdx", false, "alarm".into(), "test").unwrap();
@@ -163,7 +181,16 @@ async fn a_reload_that_cannot_be_persisted_or_built_changes_nothing() {
     let status: StatusCell = Arc::new(ArcSwap::from_pointee(StatusView::default()));
     let t0 = Instant::now();
     let metrics = Arc::new(Metrics::new());
-    let mut engine = Engine::start(status, metrics, config.clone(), store, vec![None], t0).unwrap();
+    let mut engine = Engine::start(
+        status,
+        metrics,
+        config.clone(),
+        store,
+        memory::Memory::default(),
+        vec![None],
+        t0,
+    )
+    .unwrap();
     let renamed = |text: &str| {
         crate::config::validate(Path::new("t.toml"), text, &|_: &Path| Ok(ZONE.to_string()))
             .unwrap()
@@ -225,7 +252,16 @@ async fn notify_goes_out_only_once_the_new_serial_is_served() {
     let status: StatusCell = Arc::new(ArcSwap::from_pointee(StatusView::default()));
     let metrics = Arc::new(Metrics::new());
     let t0 = Instant::now();
-    let mut engine = Engine::start(status, metrics, config, store, vec![None], t0).unwrap();
+    let mut engine = Engine::start(
+        status,
+        metrics,
+        config,
+        store,
+        memory::Memory::default(),
+        vec![None],
+        t0,
+    )
+    .unwrap();
     // At each announcement: the serial announced, and the one a secondary
     // asking right then would be served.
     let seen: Arc<std::sync::Mutex<Vec<(u32, u32)>>> = Arc::default();
