@@ -55,8 +55,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
-BIN="$ROOT/target/release/txtfailover"
+# BIN=path/to/txtfailover measures another build (e.g. an older commit) the same way.
+if [[ -z "${BIN:-}" ]]; then
+  cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
+  BIN="$ROOT/target/release/txtfailover"
+fi
 
 cat > "$WORK/bench.py" <<'PY'
 import collections
