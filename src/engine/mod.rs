@@ -6,28 +6,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use hickory_proto::rr::{LowerName, Name};
+use hickory_proto::rr::Name;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::{Config, ProbeSpec};
+use crate::config::Config;
 use crate::decide::Answer;
 use crate::health::{self, Outcome, ProbeResult};
 use crate::metrics::Metrics;
-use crate::snapshot::ZoneInput;
-use crate::snapshot::{AliasAnswer, AliasRecord, BuildError, Snapshot, SnapshotCell};
-use crate::state::{
-    Override, Overrides, Persisted, StateStore, ZoneState, initial_serial, unix_now, zone_digest,
-};
+use crate::snapshot::{Snapshot, SnapshotCell};
+use crate::state::{Override, Persisted, StateStore, unix_now};
 use crate::status::StatusView;
 use crate::webhook::AnswerChange;
-use crate::xfr::journal;
 use crate::xfr::notify::Notifier;
 use crate::xfr::secondary;
 use crate::xfr::tsig::Keyring;
 
 pub mod core;
 pub mod memory;
+mod operator;
 mod persist;
+mod publish;
 mod reload;
 mod secondaries;
 #[cfg(test)]
@@ -230,107 +228,6 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Sets each zone's serial and digest for what it serves now, from the
-    /// zone's last served state (`last`): unchanged data keeps its serial.
-    fn settle_serials(
-        &mut self,
-        records: &[AliasRecord],
-        last: impl Fn(&Name) -> Option<ZoneState>,
-    ) {
-        let (mut serials, mut digests) = (Vec::new(), Vec::new());
-        for (z, zone) in self.config.zones.iter().enumerate() {
-            let in_zone: Vec<&AliasRecord> = records.iter().filter(|r| r.zone == z).collect();
-            let digest = zone_digest(zone, &in_zone);
-            serials.push(initial_serial(
-                zone.soa.serial,
-                last(&zone.origin).as_ref(),
-                &digest,
-                zone.policy.serial,
-                unix_now(),
-            ));
-            digests.push(digest);
-        }
-        (self.serials, self.digests) = (serials, digests);
-    }
-
-    /// Builds the snapshot for `records` and the primary zones' `serials`,
-    /// with answer counters labelled by what each alias answers in it. Data
-    /// that cannot be encoded is an error naming zone, owner and type.
-    fn build_snapshot(
-        &self,
-        records: &[AliasRecord],
-        serials: &[u32],
-    ) -> Result<Snapshot, BuildError> {
-        let counters = records
-            .iter()
-            .map(|r| {
-                let label = match &r.answer {
-                    AliasAnswer::Txt(id) => id.as_str(),
-                    AliasAnswer::NoData => "NODATA",
-                    AliasAnswer::ServFail => "SERVFAIL",
-                };
-                (
-                    LowerName::new(&r.name),
-                    self.metrics.answer_counter(&r.name.to_string(), label),
-                )
-            })
-            .collect();
-        let mut inputs: Vec<ZoneInput> = self
-            .config
-            .zones
-            .iter()
-            .zip(serials)
-            .map(|(zone, &serial)| ZoneInput {
-                origin: &zone.origin,
-                data: Some(zone),
-                serial,
-                policy: &zone.policy,
-                refresh: None,
-            })
-            .collect();
-        for (spec, held) in self.config.secondaries.iter().zip(&self.secondaries) {
-            inputs.push(ZoneInput {
-                origin: &spec.origin,
-                data: held.data.as_ref(),
-                serial: held.data.as_ref().map_or(0, |d| d.soa.serial),
-                policy: &spec.policy,
-                refresh: Some(held.wake.clone()),
-            });
-        }
-        let mut snap = Snapshot::build(&inputs, records, counters, self.keys.clone())?;
-        journal::carry(&mut snap, &self.cell.load_full());
-        Ok(snap)
-    }
-
-    /// Publishes a snapshot built by `build_snapshot`: the store first, then
-    /// serial metrics and NOTIFY where a serial moved (a secondary answering
-    /// our NOTIFY with a SOA query must see the new serial).
-    fn publish(&self, snap: Snapshot) {
-        let snap = Arc::new(snap);
-        let old = self.cell.swap(snap.clone());
-        for zone in &snap.zones {
-            if !zone.available {
-                continue;
-            }
-            self.metrics.serial(&zone.origin.to_string(), zone.serial);
-            let moved = old
-                .zone(&zone.origin)
-                .is_none_or(|o| !o.available || o.serial != zone.serial);
-            if moved && !zone.policy.notify.is_empty() {
-                self.notifier.announce(
-                    zone.soa.clone(),
-                    zone.policy.notify.clone(),
-                    self.keys.clone(),
-                );
-            }
-        }
-    }
-
-    /// The alias records of what is served now (not what is decided).
-    fn served_records(&self) -> Vec<AliasRecord> {
-        self.records_for(&self.served)
-    }
-
     pub fn cell(&self) -> SnapshotCell {
         self.cell.clone()
     }
@@ -353,87 +250,8 @@ impl Engine {
             .collect()
     }
 
-    /// The alias records of what is decided now.
-    fn alias_records(&self) -> Vec<AliasRecord> {
-        self.records_for(&self.decided())
-    }
-
-    fn records_for(&self, answers: &[Answer]) -> Vec<AliasRecord> {
-        self.config
-            .aliases
-            .iter()
-            .zip(answers)
-            .map(|(a, answer)| AliasRecord {
-                name: a.name.clone(),
-                zone: a.zone,
-                ttl: a.ttl,
-                answer: match *answer {
-                    Answer::Target(i) => AliasAnswer::Txt(a.targets[i].connection_id.clone()),
-                    Answer::NoData => AliasAnswer::NoData,
-                    Answer::ServFail => AliasAnswer::ServFail,
-                },
-            })
-            .collect()
-    }
-
     fn describe(&self, alias: usize, answer: Answer) -> String {
         describe(&self.config, alias, answer)
-    }
-
-    /// The serials file for these per-zone serials and digests.
-    fn persisted(&self, serials: &[u32], digests: &[String]) -> Persisted {
-        let mut state = Persisted::default();
-        for ((zone, serial), digest) in self.config.zones.iter().zip(serials).zip(digests) {
-            state.zones.insert(
-                zone.origin.to_string(),
-                ZoneState {
-                    serial: *serial,
-                    digest: digest.clone(),
-                },
-            );
-        }
-        state
-    }
-
-    /// Writes the serials file; a failure is counted, logged and retried
-    /// with backoff from the engine's timer.
-    fn save_serials(&mut self, state: Persisted, now: Instant) -> Result<(), String> {
-        match self.store.save(&state) {
-            Ok(()) => {
-                self.written = state;
-                self.metrics.persist_ok(true);
-                if let Some(f) = self.persist.succeeded() {
-                    tracing::warn!(
-                        failed_attempts = f.failures,
-                        "serials persisted again; held answer changes are published now"
-                    );
-                }
-                Ok(())
-            }
-            Err(e) => {
-                let error = format!("{e:#}");
-                self.metrics.persist_failed("serials");
-                self.metrics.persist_ok(false);
-                let decided = self.decided();
-                let f = self.persist.failed(error.clone(), now);
-                let pending: Vec<String> = self
-                    .config
-                    .aliases
-                    .iter()
-                    .zip(self.served.iter().zip(&decided))
-                    .filter(|(_, (s, d))| s != d)
-                    .map(|(a, _)| a.name.to_string())
-                    .collect();
-                tracing::error!(
-                    error = %error,
-                    attempt = f.failures,
-                    retry_in = %humantime::format_duration(f.backoff),
-                    held = ?pending,
-                    "cannot persist serials: serving the previous answers and serials until state_dir is writable again"
-                );
-                Err(error)
-            }
-        }
     }
 
     /// Feeds one probe round.
@@ -522,147 +340,6 @@ impl Engine {
             .clamp(Duration::from_millis(500), Duration::from_secs(5))
     }
 
-    /// Publishes what is decided, where it differs from what is served: the
-    /// zones whose data changed get their next serial, persisted before the
-    /// snapshot carrying it is visible. While the write fails nothing new
-    /// is published (the timer retries); once it succeeds the held changes
-    /// go out.
-    fn sync(&mut self, now: Instant) {
-        let records = self.alias_records();
-        let served = self.served_records();
-        let (mut serials, mut digests) = (self.serials.clone(), self.digests.clone());
-        let mut changed = false;
-        for (z, zone) in self.config.zones.iter().enumerate() {
-            let differs = records
-                .iter()
-                .zip(&served)
-                .any(|(r, s)| r.zone == z && r != s);
-            if !differs {
-                continue;
-            }
-            let in_zone: Vec<&AliasRecord> = records.iter().filter(|r| r.zone == z).collect();
-            let digest = zone_digest(zone, &in_zone);
-            if digest != self.digests[z] {
-                serials[z] = zone.policy.serial.next(self.serials[z], unix_now());
-                digests[z] = digest;
-                changed = true;
-            }
-        }
-        if !changed && self.persist.failing().is_none() {
-            return;
-        }
-        // Durable before visible: a serial anyone has seen must survive a
-        // crash. While writes fail, a retry writes what is served, so a
-        // working disk is noticed even when the held change went away.
-        let state = self.persisted(&serials, &digests);
-        if self.save_serials(state, now).is_err() {
-            return;
-        }
-        if !changed {
-            return;
-        }
-        let snap = match self.build_snapshot(&records, &serials) {
-            Ok(snap) => snap,
-            Err(e) => {
-                // Reload validated this data; should it still fail, keep
-                // serving what is served.
-                tracing::error!(error = %e, "cannot build the new answers; keeping the previous ones");
-                return;
-            }
-        };
-        (self.serials, self.digests) = (serials, digests);
-        let before: Vec<Option<String>> = self
-            .served
-            .iter()
-            .enumerate()
-            .map(|(i, &a)| Some(self.describe(i, a)))
-            .collect();
-        self.served = self.decided();
-        self.publish(snap);
-        self.announce(&before);
-    }
-
-    /// Reports every alias whose served answer differs from `before` (its
-    /// description; None for an alias that did not exist): a log line, the
-    /// change metric, a webhook. Called after the snapshot is published.
-    fn announce(&self, before: &[Option<String>]) {
-        let unix = unix_now() as i64;
-        for (i, from) in before.iter().enumerate() {
-            let Some(from) = from else {
-                continue;
-            };
-            let to = self.describe(i, self.served[i]);
-            if *from == to {
-                continue;
-            }
-            let alias = &self.config.aliases[i];
-            let reason = self.core.aliases()[i].decision.reason;
-            self.metrics.answer_changed(&alias.name.to_string(), unix);
-            tracing::warn!(
-                alias = %alias.name,
-                from = %from,
-                to = %to,
-                reason = %reason,
-                serial = self.serials[alias.zone],
-                "answer changed"
-            );
-            if let Some(hooks) = &self.webhooks {
-                let change = AnswerChange {
-                    alias: alias.name.to_string(),
-                    from: from.clone(),
-                    to,
-                    reason: reason.to_string(),
-                    serial: self.serials[alias.zone],
-                    time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-                };
-                // Never wait: a slow receiver must not hold up decisions.
-                if hooks.try_send(change).is_err() {
-                    tracing::warn!(alias = %alias.name, "webhook queue full: change not announced");
-                }
-            }
-        }
-    }
-
-    /// Removes expired overrides and those whose alias or Region left the
-    /// config; returns true if any went.
-    fn drop_stale_overrides(&mut self) -> bool {
-        let changed = self.drop_stale_overrides_in_memory();
-        if changed {
-            self.save_overrides_or_log();
-        }
-        changed
-    }
-
-    fn save_overrides_or_log(&mut self) {
-        if let Err(e) = self.store.save_overrides(self.core.overrides()) {
-            self.metrics.persist_failed("overrides");
-            tracing::error!(error = format!("{e:#}"), "cannot persist overrides");
-        }
-    }
-
-    /// `drop_stale_overrides` without writing the file.
-    fn drop_stale_overrides_in_memory(&mut self) -> bool {
-        let now = unix_now();
-        let mut overrides = self.core.overrides().clone();
-        let before = overrides.len();
-        let aliases = &self.config.aliases;
-        overrides.retain(|name, o| {
-            let known = aliases.iter().any(|a| a.name.to_string() == *name && a.targets.iter().any(|t| t.region == o.region));
-            let live = o.until.is_none_or(|u| u > now);
-            if !live {
-                tracing::warn!(alias = %name, region = %o.region, by = %o.by, "override expired");
-            } else if !known {
-                tracing::warn!(alias = %name, region = %o.region, "override dropped: alias or region no longer configured");
-            }
-            known && live
-        });
-        let changed = overrides.len() != before;
-        if changed {
-            self.core.set_overrides(overrides);
-        }
-        changed
-    }
-
     fn command(&mut self, command: Command) {
         let (result, reply) = match command {
             Command::SetOverride {
@@ -692,117 +369,6 @@ impl Engine {
             self.publish_status(now);
         }
         let _ = reply.send(result);
-    }
-
-    fn report(
-        &mut self,
-        name: &str,
-        healthy: bool,
-        detail: String,
-        by: &str,
-    ) -> Result<String, String> {
-        let Some(i) = self.config.checks.iter().position(|c| c.name == name) else {
-            return Err(format!("no check {name:?}"));
-        };
-        if !matches!(self.config.checks[i].probe, ProbeSpec::External { .. }) {
-            return Err(format!(
-                "check {name:?} is not external; only external checks take reports"
-            ));
-        }
-        let now = Instant::now();
-        let outcome = Outcome {
-            ok: healthy,
-            latency: Duration::ZERO,
-            detail: format!("{detail} (reported by {by})"),
-        };
-        let change = self.core.report(i, outcome, now);
-        self.metrics.probe(
-            name,
-            0.0,
-            self.core.checks()[i].state.state.healthy(),
-            change.is_some(),
-        );
-        if let Some((from, to)) = change {
-            tracing::info!(check = %name, from = ?from, to = ?to, by, "check changed state");
-        }
-        Ok(format!(
-            "{name} reported {}",
-            if healthy { "healthy" } else { "unhealthy" }
-        ))
-    }
-
-    /// Logs external checks whose reports stopped (the core applied
-    /// `on_stale`).
-    fn log_stale(&mut self, went: Vec<usize>) {
-        for i in went {
-            let spec = &self.config.checks[i];
-            if let ProbeSpec::External {
-                stale_after,
-                on_stale,
-            } = spec.probe
-            {
-                tracing::warn!(check = %spec.name, policy = ?on_stale, "external check is stale: no report for {}", humantime::format_duration(stale_after));
-            }
-            let healthy = self.core.checks()[i].state.state.healthy();
-            self.metrics.probe(&spec.name, 0.0, healthy, true);
-        }
-    }
-
-    fn find_alias(&self, name: &str) -> Result<usize, String> {
-        let wanted = format!("{}.", name.trim_end_matches('.').to_ascii_lowercase());
-        self.config
-            .aliases
-            .iter()
-            .position(|a| a.name.to_string() == wanted)
-            .ok_or(format!("no alias {wanted}"))
-    }
-
-    fn set_override(&mut self, name: &str, o: Override) -> Result<String, String> {
-        let i = self.find_alias(name)?;
-        let alias = &self.config.aliases[i];
-        if !alias.targets.iter().any(|t| t.region == o.region) {
-            let regions: Vec<&str> = alias.targets.iter().map(|t| t.region.as_str()).collect();
-            return Err(format!(
-                "alias {} has no target {:?}; its targets are {}",
-                alias.name,
-                o.region,
-                regions.join(", ")
-            ));
-        }
-        let key = alias.name.to_string();
-        tracing::warn!(alias = %key, region = %o.region, by = %o.by, reason = %o.reason, until = ?o.until, "override set");
-        let mut overrides = self.core.overrides().clone();
-        overrides.insert(key.clone(), o);
-        if let Err(e) = self.store.save_overrides(&overrides) {
-            self.metrics.persist_failed("overrides");
-            return Err(format!("cannot persist the override: {e:#}"));
-        }
-        self.core.set_overrides(overrides);
-        Ok(format!("{key} pinned"))
-    }
-
-    fn clear_override(&mut self, name: &str, by: &str) -> Result<String, String> {
-        let i = self.find_alias(name)?;
-        let key = self.config.aliases[i].name.to_string();
-        let mut overrides: Overrides = self.core.overrides().clone();
-        let Some(old) = overrides.remove(&key) else {
-            if self.config.aliases[i].policy.failback == crate::decide::Failback::Manual {
-                // Manual failback: clearing with no pin releases the alias.
-                self.core.release(i);
-                tracing::warn!(alias = %key, by, "manual failback released");
-                return Ok(format!("{key} released"));
-            }
-            return Err(format!("alias {key} has no override"));
-        };
-        if let Err(e) = self.store.save_overrides(&overrides) {
-            self.metrics.persist_failed("overrides");
-            return Err(format!("cannot persist: {e:#}"));
-        }
-        self.core.set_overrides(overrides);
-        // Released: decide afresh, as at start, so a manual failback moves too.
-        self.core.release(i);
-        tracing::warn!(alias = %key, region = %old.region, by, "override cleared");
-        Ok(format!("{key} released"))
     }
 
     /// When the engine must wake with no event: a pending failback, an
