@@ -78,7 +78,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics.clone(),
         config.clone(),
         store,
-        remembered,
+        (remembered, &resumed),
         first,
         Instant::now(),
     )?;

@@ -184,11 +184,25 @@ pub fn resume(
     now: Instant,
     unix_ms: u64,
 ) -> (Vec<Option<Answer>>, usize) {
+    let usable = resumable(core.config(), memory, unix_ms);
+    resume_checks(core, memory, &usable, now, unix_ms)
+}
+
+/// `resume` for the checks `usable` names, as `resumable` found them when
+/// the first round was skipped for them: asked again after that round, a
+/// check may have aged past fresh and would be left with no state at all.
+pub fn resume_checks(
+    core: &mut Core,
+    memory: &Memory,
+    usable: &[bool],
+    now: Instant,
+    unix_ms: u64,
+) -> (Vec<Option<Answer>>, usize) {
     let config = core.config().clone();
     let mut resumed = 0;
-    let usable = resumable(&config, memory, unix_ms);
     for (i, spec) in config.checks.iter().enumerate() {
-        let Some(m) = memory.checks.get(&spec.name).filter(|_| usable[i]) else {
+        let usable = usable.get(i).copied().unwrap_or(false);
+        let Some(m) = memory.checks.get(&spec.name).filter(|_| usable) else {
             continue;
         };
         let state = match m.state.as_str() {
