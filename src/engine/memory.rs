@@ -261,12 +261,19 @@ pub fn resume_checks(
 /// Writes memories on its own thread; the newest pending one wins.
 #[derive(Clone)]
 pub struct Writer {
-    slot: Arc<(Mutex<Option<Memory>>, Condvar)>,
+    slot: Arc<(Mutex<Slot>, Condvar)>,
+}
+
+/// The memory waiting to be written, and whether one is being written.
+#[derive(Default)]
+struct Slot {
+    pending: Option<Memory>,
+    writing: bool,
 }
 
 impl Writer {
     pub fn start(store: StateStore, metrics: Arc<Metrics>) -> Writer {
-        let slot: Arc<(Mutex<Option<Memory>>, Condvar)> = Arc::default();
+        let slot: Arc<(Mutex<Slot>, Condvar)> = Arc::default();
         let shared = slot.clone();
         let spawned = std::thread::Builder::new()
             .name("decision-memory".into())
@@ -280,26 +287,53 @@ impl Writer {
     /// Hands over the newest memory; never waits for the disk.
     pub fn submit(&self, memory: Memory) {
         let (lock, ready) = &*self.slot;
-        if let Ok(mut pending) = lock.lock() {
-            *pending = Some(memory);
-            ready.notify_one();
+        if let Ok(mut slot) = lock.lock() {
+            slot.pending = Some(memory);
+            ready.notify_all();
         }
+    }
+
+    /// Waits (at most `limit`) until what was submitted is on disk: a
+    /// change made just before a stop must not be forgotten, or the
+    /// restart answers what was answered before it and moves users twice.
+    pub fn flush(&self, limit: Duration) -> bool {
+        let (lock, ready) = &*self.slot;
+        let Some(deadline) = Instant::now().checked_add(limit) else {
+            return false;
+        };
+        let Ok(mut slot) = lock.lock() else {
+            return false;
+        };
+        while slot.pending.is_some() || slot.writing {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            slot = match ready.wait_timeout(slot, left) {
+                Ok((s, _)) => s,
+                Err(_) => return false,
+            };
+        }
+        true
     }
 }
 
-fn write_loop(slot: &(Mutex<Option<Memory>>, Condvar), store: &StateStore, metrics: &Metrics) {
+fn write_loop(slot: &(Mutex<Slot>, Condvar), store: &StateStore, metrics: &Metrics) {
     let (lock, ready) = slot;
     let mut failing = false;
     loop {
         let memory = {
-            let Ok(mut pending) = lock.lock() else {
+            let Ok(mut slot) = lock.lock() else {
                 return;
             };
+            slot.writing = false;
+            ready.notify_all();
             loop {
-                if let Some(m) = pending.take() {
+                if let Some(m) = slot.pending.take() {
+                    slot.writing = true;
                     break m;
                 }
-                pending = match ready.wait(pending) {
+                slot = match ready.wait(slot) {
                     Ok(p) => p,
                     Err(_) => return,
                 };
@@ -325,5 +359,31 @@ fn write_loop(slot: &(Mutex<Option<Memory>>, Condvar), store: &StateStore, metri
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_returns_once_the_latest_memory_is_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Writer::start(
+            StateStore::open(dir.path()).unwrap(),
+            Arc::new(Metrics::new()),
+        );
+        for saved_at_ms in 1..=50 {
+            writer.submit(Memory {
+                saved_at_ms,
+                ..Memory::default()
+            });
+        }
+        assert!(writer.flush(Duration::from_secs(10)));
+        let on_disk: Memory = StateStore::open(dir.path())
+            .unwrap()
+            .load_decisions()
+            .unwrap();
+        assert_eq!(on_disk.saved_at_ms, 50);
     }
 }

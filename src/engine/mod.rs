@@ -333,6 +333,11 @@ impl Engine {
         self.records_for(&self.served)
     }
 
+    /// The decision memory's writer, to flush it when stopping.
+    pub fn memory_writer(&self) -> memory::Writer {
+        self.memory.clone()
+    }
+
     pub fn cell(&self) -> SnapshotCell {
         self.cell.clone()
     }
