@@ -146,9 +146,6 @@ pub fn capture(core: &Core, fingerprints: &[String], now: Instant, unix_ms: u64)
 /// fresh (younger than `fall × interval`) and of the same definition. Such
 /// a check needs no first round before the server answers.
 pub fn resumable(config: &Config, memory: &Memory, unix_ms: u64) -> Vec<bool> {
-    // Saved "in the future" (the wall clock was stepped back since): its
-    // age is unknown, so no check state counts as fresh.
-    let age = unix_ms.checked_sub(memory.saved_at_ms);
     config
         .checks
         .iter()
@@ -156,6 +153,18 @@ pub fn resumable(config: &Config, memory: &Memory, unix_ms: u64) -> Vec<bool> {
             let Some(m) = memory.checks.get(&spec.name) else {
                 return false;
             };
+            // A probed check's state is as old as its latest result: each
+            // start saves the resumed states anew, and restarts faster
+            // than a round would otherwise keep them fresh unprobed.
+            let mut from = memory.saved_at_ms;
+            if !matches!(spec.probe, ProbeSpec::External { .. }) {
+                from = from.min(m.last_ok_ms.max(m.last_fail_ms).unwrap_or(0));
+            }
+            // Saved "in the future" (the wall clock was stepped back since):
+            // its age is unknown, so no check state counts as fresh.
+            let age = unix_ms
+                .checked_sub(memory.saved_at_ms)
+                .and_then(|_| unix_ms.checked_sub(from));
             let fresh_for = spec.timing.interval.saturating_mul(spec.timing.fall.max(1));
             let fresh = age.is_some_and(|age| u128::from(age) < fresh_for.as_millis());
             fresh && m.fingerprint == fingerprint(spec) && matches!(m.state.as_str(), "up" | "down")

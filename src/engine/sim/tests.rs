@@ -895,3 +895,31 @@ fn sim_a_restart_does_not_make_an_old_outage_look_like_isolation() {
     );
     assert_eq!(restarted.answer(0), Target(0), "all_down: the primary");
 }
+
+/// Restarts faster than a probe round completes (a crash loop, an
+/// operator restarting again and again): each start saves the resumed
+/// states with a new `saved_at_ms` though no round ran. The state must
+/// age by its latest result, or it stays "fresh" forever and a dead
+/// primary is answered as healthy without ever being probed.
+#[test]
+fn sim_a_restart_loop_does_not_keep_an_unprobed_state_fresh() {
+    use super::super::memory;
+    let mut sim = Sim::new(config(TWO), 3);
+    sim.boot();
+    sim.run_until(secs(60.0));
+    let mut at = sim.base + sim.now;
+    let mut unix = 1_000_000_000_000;
+    let prints = memory::fingerprints(sim.core.config());
+    let mut memory = memory::capture(&sim.core, &prints, at, unix);
+    // Restarts every 3 s for ten minutes; no round completes in any run.
+    for _ in 0..200 {
+        at += secs(3.0);
+        unix += 3000;
+        let mut core = Core::new(sim.core.config().clone(), at);
+        let (previous, _) = memory::resume(&mut core, &memory, at, unix);
+        core.start(&previous, at, 0);
+        memory = memory::capture(&core, &prints, at, unix);
+    }
+    let resumed = memory::resumable(sim.core.config(), &memory, unix + 1000);
+    assert_eq!(resumed, [false, false], "no result for ten minutes");
+}
