@@ -2,8 +2,9 @@
 //! `state_dir`): per alias the answer, since when and its failback damping;
 //! per check its state, streaks and last results. Answers are always
 //! resumed (a manual failback stays parked, `all_down = "last"` keeps its
-//! answer); check states only while fresh, younger than `fall × interval`,
-//! else the check starts over with a first round of quick attempts.
+//! answer); check states only while fresh (a probed check's latest round
+//! younger than `fall × interval`), else the check starts over with a
+//! first round of quick attempts.
 //!
 //! The engine hands snapshots to a writer thread, newest wins, so a slow
 //! disk never holds up a decision.
@@ -143,7 +144,8 @@ pub fn capture(core: &Core, fingerprints: &[String], now: Instant, unix_ms: u64)
 }
 
 /// Per check of `config`: whether `memory` holds a state for it that is
-/// fresh (younger than `fall × interval`) and of the same definition. Such
+/// fresh (its latest round, or for an external check the file, younger
+/// than `fall × interval`) and of the same definition. Such
 /// a check needs no first round before the server answers.
 pub fn resumable(config: &Config, memory: &Memory, unix_ms: u64) -> Vec<bool> {
     config
