@@ -78,7 +78,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics.clone(),
         config.clone(),
         store,
-        remembered,
+        (remembered, &resumed),
         first,
         Instant::now(),
     )?;
@@ -124,6 +124,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             let _ = request_reload(config_path.clone(), &hup_commands).await;
         }
     });
+    let decisions = engine.memory_writer();
     ready.store(true, Ordering::Release);
     tracing::info!("ready");
     tokio::select! {
@@ -141,6 +142,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             match tokio::time::timeout(std::time::Duration::from_secs(5), tcp_front.shutdown()).await {
                 Ok(_) => tracing::info!("stopped"),
                 Err(_) => tracing::warn!("TCP connections still open after 5s; stopping anyway"),
+            }
+            // An answer change just before the signal: on disk before exit.
+            let flushed = tokio::task::spawn_blocking(move || {
+                decisions.flush(std::time::Duration::from_secs(2))
+            })
+            .await;
+            if !matches!(flushed, Ok(true)) {
+                tracing::warn!("decisions.json may miss the latest change");
             }
             Ok(())
         }

@@ -805,7 +805,28 @@ impl Core {
                     run.ok_at[t] = Some(now);
                 }
             } else if run.failing_since[t].is_none() {
-                run.failing_since[t] = Some(now);
+                // At start (no event) a target may have been failing long
+                // before: it began after its failing leaves' latest
+                // success. Unknown when any never succeeded: now.
+                let mut began = Some(now);
+                if event.is_none() {
+                    let mut latest: Option<Instant> = None;
+                    for &l in &leaves[t] {
+                        let c = &self.checks[l];
+                        if c.round_ok {
+                            continue;
+                        }
+                        match c.last_ok {
+                            Some(at) => latest = Some(latest.map_or(at, |x| x.max(at))),
+                            None => {
+                                latest = None;
+                                break;
+                            }
+                        }
+                    }
+                    began = latest.map(|at| at.min(now)).or(began);
+                }
+                run.failing_since[t] = began;
             }
         }
         if let Answer::Target(c) = run.decision.answer

@@ -2,8 +2,9 @@
 //! `state_dir`): per alias the answer, since when and its failback damping;
 //! per check its state, streaks and last results. Answers are always
 //! resumed (a manual failback stays parked, `all_down = "last"` keeps its
-//! answer); check states only while fresh, younger than `fall × interval`,
-//! else the check starts over with a first round of quick attempts.
+//! answer); check states only while fresh (a probed check's latest round
+//! younger than `fall × interval`), else the check starts over with a
+//! first round of quick attempts.
 //!
 //! The engine hands snapshots to a writer thread, newest wins, so a slow
 //! disk never holds up a decision.
@@ -143,12 +144,10 @@ pub fn capture(core: &Core, fingerprints: &[String], now: Instant, unix_ms: u64)
 }
 
 /// Per check of `config`: whether `memory` holds a state for it that is
-/// fresh (younger than `fall × interval`) and of the same definition. Such
+/// fresh (its latest round, or for an external check the file, younger
+/// than `fall × interval`) and of the same definition. Such
 /// a check needs no first round before the server answers.
 pub fn resumable(config: &Config, memory: &Memory, unix_ms: u64) -> Vec<bool> {
-    // Saved "in the future" (the wall clock was stepped back since): its
-    // age is unknown, so no check state counts as fresh.
-    let age = unix_ms.checked_sub(memory.saved_at_ms);
     config
         .checks
         .iter()
@@ -156,6 +155,18 @@ pub fn resumable(config: &Config, memory: &Memory, unix_ms: u64) -> Vec<bool> {
             let Some(m) = memory.checks.get(&spec.name) else {
                 return false;
             };
+            // A probed check's state is as old as its latest result: each
+            // start saves the resumed states anew, and restarts faster
+            // than a round would otherwise keep them fresh unprobed.
+            let mut from = memory.saved_at_ms;
+            if !matches!(spec.probe, ProbeSpec::External { .. }) {
+                from = from.min(m.last_ok_ms.max(m.last_fail_ms).unwrap_or(0));
+            }
+            // Saved "in the future" (the wall clock was stepped back since):
+            // its age is unknown, so no check state counts as fresh.
+            let age = unix_ms
+                .checked_sub(memory.saved_at_ms)
+                .and_then(|_| unix_ms.checked_sub(from));
             let fresh_for = spec.timing.interval.saturating_mul(spec.timing.fall.max(1));
             let fresh = age.is_some_and(|age| u128::from(age) < fresh_for.as_millis());
             fresh && m.fingerprint == fingerprint(spec) && matches!(m.state.as_str(), "up" | "down")
@@ -184,11 +195,25 @@ pub fn resume(
     now: Instant,
     unix_ms: u64,
 ) -> (Vec<Option<Answer>>, usize) {
+    let usable = resumable(core.config(), memory, unix_ms);
+    resume_checks(core, memory, &usable, now, unix_ms)
+}
+
+/// `resume` for the checks `usable` names, as `resumable` found them when
+/// the first round was skipped for them: asked again after that round, a
+/// check may have aged past fresh and would be left with no state at all.
+pub fn resume_checks(
+    core: &mut Core,
+    memory: &Memory,
+    usable: &[bool],
+    now: Instant,
+    unix_ms: u64,
+) -> (Vec<Option<Answer>>, usize) {
     let config = core.config().clone();
     let mut resumed = 0;
-    let usable = resumable(&config, memory, unix_ms);
     for (i, spec) in config.checks.iter().enumerate() {
-        let Some(m) = memory.checks.get(&spec.name).filter(|_| usable[i]) else {
+        let usable = usable.get(i).copied().unwrap_or(false);
+        let Some(m) = memory.checks.get(&spec.name).filter(|_| usable) else {
             continue;
         };
         let state = match m.state.as_str() {
@@ -247,12 +272,19 @@ pub fn resume(
 /// Writes memories on its own thread; the newest pending one wins.
 #[derive(Clone)]
 pub struct Writer {
-    slot: Arc<(Mutex<Option<Memory>>, Condvar)>,
+    slot: Arc<(Mutex<Slot>, Condvar)>,
+}
+
+/// The memory waiting to be written, and whether one is being written.
+#[derive(Default)]
+struct Slot {
+    pending: Option<Memory>,
+    writing: bool,
 }
 
 impl Writer {
     pub fn start(store: StateStore, metrics: Arc<Metrics>) -> Writer {
-        let slot: Arc<(Mutex<Option<Memory>>, Condvar)> = Arc::default();
+        let slot: Arc<(Mutex<Slot>, Condvar)> = Arc::default();
         let shared = slot.clone();
         let spawned = std::thread::Builder::new()
             .name("decision-memory".into())
@@ -266,26 +298,53 @@ impl Writer {
     /// Hands over the newest memory; never waits for the disk.
     pub fn submit(&self, memory: Memory) {
         let (lock, ready) = &*self.slot;
-        if let Ok(mut pending) = lock.lock() {
-            *pending = Some(memory);
-            ready.notify_one();
+        if let Ok(mut slot) = lock.lock() {
+            slot.pending = Some(memory);
+            ready.notify_all();
         }
+    }
+
+    /// Waits (at most `limit`) until what was submitted is on disk: a
+    /// change made just before a stop must not be forgotten, or the
+    /// restart answers what was answered before it and moves users twice.
+    pub fn flush(&self, limit: Duration) -> bool {
+        let (lock, ready) = &*self.slot;
+        let Some(deadline) = Instant::now().checked_add(limit) else {
+            return false;
+        };
+        let Ok(mut slot) = lock.lock() else {
+            return false;
+        };
+        while slot.pending.is_some() || slot.writing {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            slot = match ready.wait_timeout(slot, left) {
+                Ok((s, _)) => s,
+                Err(_) => return false,
+            };
+        }
+        true
     }
 }
 
-fn write_loop(slot: &(Mutex<Option<Memory>>, Condvar), store: &StateStore, metrics: &Metrics) {
+fn write_loop(slot: &(Mutex<Slot>, Condvar), store: &StateStore, metrics: &Metrics) {
     let (lock, ready) = slot;
     let mut failing = false;
     loop {
         let memory = {
-            let Ok(mut pending) = lock.lock() else {
+            let Ok(mut slot) = lock.lock() else {
                 return;
             };
+            slot.writing = false;
+            ready.notify_all();
             loop {
-                if let Some(m) = pending.take() {
+                if let Some(m) = slot.pending.take() {
+                    slot.writing = true;
                     break m;
                 }
-                pending = match ready.wait(pending) {
+                slot = match ready.wait(slot) {
                     Ok(p) => p,
                     Err(_) => return,
                 };
@@ -311,5 +370,31 @@ fn write_loop(slot: &(Mutex<Option<Memory>>, Condvar), store: &StateStore, metri
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_returns_once_the_latest_memory_is_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Writer::start(
+            StateStore::open(dir.path()).unwrap(),
+            Arc::new(Metrics::new()),
+        );
+        for saved_at_ms in 1..=50 {
+            writer.submit(Memory {
+                saved_at_ms,
+                ..Memory::default()
+            });
+        }
+        assert!(writer.flush(Duration::from_secs(10)));
+        let on_disk: Memory = StateStore::open(dir.path())
+            .unwrap()
+            .load_decisions()
+            .unwrap();
+        assert_eq!(on_disk.saved_at_ms, 50);
     }
 }

@@ -128,21 +128,23 @@ pub enum Command {
 pub type StatusCell = Arc<ArcSwap<StatusView>>;
 
 impl Engine {
-    /// Resumes the decision memory (`memory::load`), applies the first probe
-    /// round (checks that resume skip it), decides, and builds the first
-    /// snapshot.
+    /// Resumes the decision memory (`memory::load`) for the checks
+    /// `resumed` names (`memory::resumable`, found before the first round),
+    /// applies the first probe round (which those skipped), decides, and
+    /// builds the first snapshot.
     pub fn start(
         status: StatusCell,
         metrics: Arc<Metrics>,
         config: Arc<Config>,
         store: StateStore,
-        remembered: memory::Memory,
+        (remembered, resumed): (memory::Memory, &[bool]),
         first: Vec<Option<Outcome>>,
         now: Instant,
     ) -> anyhow::Result<Engine> {
         let unix_ms = unix_now_ms();
         let mut core = Core::new(config.clone(), now);
-        let (previous, resumed) = memory::resume(&mut core, &remembered, now, unix_ms);
+        let (previous, resumed) =
+            memory::resume_checks(&mut core, &remembered, resumed, now, unix_ms);
         if !remembered.aliases.is_empty() || !remembered.checks.is_empty() {
             let age = unix_ms.saturating_sub(remembered.saved_at_ms);
             tracing::info!(
@@ -226,6 +228,11 @@ impl Engine {
         engine.remember(now);
         engine.publish_status(now);
         Ok(engine)
+    }
+
+    /// The decision memory's writer, to flush it when stopping.
+    pub fn memory_writer(&self) -> memory::Writer {
+        self.memory.clone()
     }
 
     pub fn cell(&self) -> SnapshotCell {

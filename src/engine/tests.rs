@@ -83,7 +83,7 @@ async fn a_change_waits_until_its_serial_is_persisted() {
         metrics.clone(),
         config,
         store,
-        memory::Memory::default(),
+        (memory::Memory::default(), &[false]),
         vec![None],
         t0,
     )
@@ -153,7 +153,7 @@ async fn a_change_undone_while_held_publishes_nothing() {
         metrics,
         config,
         store,
-        memory::Memory::default(),
+        (memory::Memory::default(), &[false]),
         vec![None],
         t0,
     )
@@ -186,7 +186,7 @@ async fn a_reload_that_cannot_be_persisted_or_built_changes_nothing() {
         metrics,
         config.clone(),
         store,
-        memory::Memory::default(),
+        (memory::Memory::default(), &[false]),
         vec![None],
         t0,
     )
@@ -257,7 +257,7 @@ async fn notify_goes_out_only_once_the_new_serial_is_served() {
         metrics,
         config,
         store,
-        memory::Memory::default(),
+        (memory::Memory::default(), &[false]),
         vec![None],
         t0,
     )
@@ -288,4 +288,62 @@ async fn notify_goes_out_only_once_the_new_serial_is_served() {
             "NOTIFY of {announced} while {served} was served"
         );
     }
+}
+
+/// `serve` found the memory fresh and skipped the first round for the
+/// check; by the time the engine starts (after the other checks' first
+/// round, up to `fall` timeouts) the memory is older than `fall ×
+/// interval`. The check must still resume: left with no state it counts
+/// as healthy, and the restart fails back to a Region that is down.
+#[tokio::test]
+async fn a_check_that_skipped_the_first_round_resumes_even_if_aged_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Arc::new(config(dir.path()));
+    let store = StateStore::open(&config.server.state_dir).unwrap();
+    let saved = unix_now_ms() - 6_000;
+    let mut remembered = memory::Memory {
+        saved_at_ms: saved,
+        ..memory::Memory::default()
+    };
+    remembered.aliases.insert(
+        "desktop.example.com".into(),
+        memory::AliasMemory {
+            answer: "region:us-east-1".into(),
+            since_ms: saved - 60_000,
+            level: 0,
+            isolated: false,
+        },
+    );
+    remembered.checks.insert(
+        "pdx".into(),
+        memory::CheckMemory {
+            fingerprint: memory::fingerprints(&config)[0].clone(),
+            state: "down".into(),
+            since_ms: saved - 60_000,
+            consecutive_ok: 0,
+            consecutive_fail: 3,
+            round_ok: false,
+            last_ok_ms: None,
+            last_fail_ms: Some(saved - 1000),
+        },
+    );
+    // Fresh (fall 1 × 5 s) when serve looked, 2 s after the save.
+    let resumed = memory::resumable(&config, &remembered, saved + 2_000);
+    assert_eq!(resumed, [true]);
+    let status: StatusCell = Arc::new(ArcSwap::from_pointee(StatusView::default()));
+    let engine = Engine::start(
+        status,
+        Arc::new(Metrics::new()),
+        config,
+        store,
+        (remembered, &resumed),
+        vec![None],
+        Instant::now(),
+    )
+    .unwrap();
+    assert_eq!(
+        engine.core.checks()[0].state.state,
+        crate::health::State::Down
+    );
+    assert_eq!(served(&engine).0, "IAD2");
 }

@@ -843,3 +843,83 @@ fn sim_a_prober_outage_with_a_long_dead_region_moves_nothing() {
     sim.run_until(secs(3000.0));
     assert_eq!(sim.moves.len(), before, "{:?}", &sim.moves[before..]);
 }
+
+/// The primary died long ago and the secondary answers; the secondary
+/// begins to die for real and the server restarts right after its first
+/// failed round. Both targets now fail, but not together: the restart
+/// must not latch "prober isolated" (every failing target looked as if it
+/// began failing at the restart) and hold the answer on the dying
+/// secondary instead of following `all_down`, as it does with no restart.
+#[test]
+fn sim_a_restart_does_not_make_an_old_outage_look_like_isolation() {
+    use super::super::memory;
+    let mut sim = Sim::new(config(TWO), 21);
+    sim.refuse_when(|i, t| match i {
+        0 => t >= secs(100.0),
+        _ => t >= secs(2000.0),
+    });
+    sim.boot();
+    sim.run_until(secs(1999.0));
+    assert_eq!(sim.answer(0), Target(1), "{:?}", sim.moves);
+    let mut t = 1999.0;
+    while sim.core.checks()[1].round_ok {
+        t += 0.1;
+        sim.run_until(secs(t));
+    }
+    assert!(sim.core.checks()[1].state.state.healthy());
+    let at = sim.base + sim.now;
+    let unix = 1_000_000_000_000;
+    let memory = memory::capture(
+        &sim.core,
+        &memory::fingerprints(sim.core.config()),
+        at,
+        unix,
+    );
+    let mut core = Core::new(sim.core.config().clone(), at);
+    let (previous, resumed) = memory::resume(&mut core, &memory, at, unix + 1000);
+    assert_eq!(resumed, 2);
+    let mut restarted = Sim::new(sim.core.config().clone(), 22);
+    restarted.core = core;
+    restarted.base = sim.base;
+    restarted.now = sim.now;
+    restarted.refuse_when(|i, t| match i {
+        0 => t >= secs(100.0),
+        _ => t >= secs(2000.0),
+    });
+    restarted.start(&previous);
+    restarted.run_until(secs(2300.0));
+    assert!(
+        !restarted.core.aliases()[0].isolated,
+        "{}",
+        restarted.core.aliases()[0].decision.reason
+    );
+    assert_eq!(restarted.answer(0), Target(0), "all_down: the primary");
+}
+
+/// Restarts faster than a probe round completes (a crash loop, an
+/// operator restarting again and again): each start saves the resumed
+/// states with a new `saved_at_ms` though no round ran. The state must
+/// age by its latest result, or it stays "fresh" forever and a dead
+/// primary is answered as healthy without ever being probed.
+#[test]
+fn sim_a_restart_loop_does_not_keep_an_unprobed_state_fresh() {
+    use super::super::memory;
+    let mut sim = Sim::new(config(TWO), 3);
+    sim.boot();
+    sim.run_until(secs(60.0));
+    let mut at = sim.base + sim.now;
+    let mut unix = 1_000_000_000_000;
+    let prints = memory::fingerprints(sim.core.config());
+    let mut memory = memory::capture(&sim.core, &prints, at, unix);
+    // Restarts every 3 s for ten minutes; no round completes in any run.
+    for _ in 0..200 {
+        at += secs(3.0);
+        unix += 3000;
+        let mut core = Core::new(sim.core.config().clone(), at);
+        let (previous, _) = memory::resume(&mut core, &memory, at, unix);
+        core.start(&previous, at, 0);
+        memory = memory::capture(&core, &prints, at, unix);
+    }
+    let resumed = memory::resumable(sim.core.config(), &memory, unix + 1000);
+    assert_eq!(resumed, [false, false], "no result for ten minutes");
+}
