@@ -12,10 +12,18 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, OnStale, ProbeSpec, Timing};
+use crate::config::{Config, OnStale, ProbeSpec};
 use crate::decide::{Answer, Decision, Hold, Policy, Reason, TargetHealth, decide};
 use crate::health::{CheckState, Outcome, State};
 use crate::state::Overrides;
+
+mod evidence;
+mod graph;
+mod timers;
+
+use graph::{Graph, is_leaf, is_probed};
+pub use graph::{attempts, round_span};
+use timers::Timer;
 
 /// One check as the core tracks it. For composites, `state` and `round_ok`
 /// are derived from the members, and `state.since` is when the composite's
@@ -96,115 +104,6 @@ pub struct Change {
     pub after: Decision,
 }
 
-/// Who depends on whom, computed once per configuration.
-#[derive(Debug, Clone, Default)]
-struct Graph {
-    /// Per check: the composites it is a member of.
-    parents: Vec<Vec<usize>>,
-    /// Per leaf check: the aliases whose targets depend on it.
-    aliases_of: Vec<Vec<usize>>,
-    /// Per alias, per target: the leaf checks under its checks.
-    leaves: Vec<Vec<Vec<usize>>>,
-    /// Per alias: how far apart the targets' first failures may be and
-    /// still be one event (a round's interval plus its longest duration).
-    window: Vec<Duration>,
-    canaries: Vec<usize>,
-}
-
-fn is_leaf(spec: &ProbeSpec) -> bool {
-    !matches!(spec, ProbeSpec::Composite { .. })
-}
-
-/// Probed here (not pushed from elsewhere): its results say something
-/// about this prober's view of the network.
-fn is_probed(spec: &ProbeSpec) -> bool {
-    !matches!(
-        spec,
-        ProbeSpec::Composite { .. } | ProbeSpec::External { .. }
-    )
-}
-
-/// How long one round can take: every attempt may run into its timeout.
-pub fn round_span(timing: &Timing) -> Duration {
-    timing.timeout.saturating_mul(attempts(timing))
-}
-
-pub fn attempts(timing: &Timing) -> u32 {
-    timing.attempts.max(1)
-}
-
-fn is_canary(spec: &crate::config::CheckSpec) -> bool {
-    spec.canary
-}
-
-impl Graph {
-    fn build(config: &Config) -> Graph {
-        let n = config.checks.len();
-        let mut parents = vec![Vec::new(); n];
-        for (i, c) in config.checks.iter().enumerate() {
-            if let ProbeSpec::Composite { members, .. } = &c.probe {
-                for &m in members {
-                    if m < n && !parents[m].contains(&i) {
-                        parents[m].push(i);
-                    }
-                }
-            }
-        }
-        let mut aliases_of = vec![Vec::new(); n];
-        let mut leaves = Vec::new();
-        let mut window = Vec::new();
-        for (a, alias) in config.aliases.iter().enumerate() {
-            let mut per_target = Vec::new();
-            let mut widest = Duration::ZERO;
-            for t in &alias.targets {
-                let mut found = Vec::new();
-                for &c in &t.checks {
-                    collect_leaves(config, c, &mut found, 0);
-                }
-                for &l in &found {
-                    if !aliases_of[l].contains(&a) {
-                        aliases_of[l].push(a);
-                    }
-                    let timing = &config.checks[l].timing;
-                    widest = widest.max(timing.interval.saturating_add(round_span(timing)));
-                }
-                per_target.push(found);
-            }
-            leaves.push(per_target);
-            window.push(widest);
-        }
-        let canaries = (0..n).filter(|&i| is_canary(&config.checks[i])).collect();
-        Graph {
-            parents,
-            aliases_of,
-            leaves,
-            window,
-            canaries,
-        }
-    }
-}
-
-/// The leaf checks under check `c`; config validation rules out cycles, the
-/// depth bound keeps a bad config from recursing without end.
-fn collect_leaves(config: &Config, c: usize, out: &mut Vec<usize>, depth: usize) {
-    let Some(spec) = config.checks.get(c) else {
-        return;
-    };
-    match &spec.probe {
-        ProbeSpec::Composite { members, .. } if depth < 64 => {
-            for &m in members {
-                collect_leaves(config, m, out, depth + 1);
-            }
-        }
-        ProbeSpec::Composite { .. } => {}
-        _ => {
-            if !out.contains(&c) {
-                out.push(c);
-            }
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Core {
     config: Arc<Config>,
@@ -228,12 +127,6 @@ pub struct Core {
     /// a report moves the deadline, and the entry re-arms itself when it
     /// comes up superseded (a reporter in a tight loop adds nothing).
     stale_armed: Vec<bool>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Timer {
-    Alias(usize),
-    Stale(usize),
 }
 
 impl Core {
@@ -347,86 +240,6 @@ impl Core {
         self.dirty_mark.fill(false);
     }
 
-    /// One timer per external check, at its staleness deadline.
-    fn arm_stale_timers(&mut self) {
-        for i in 0..self.checks.len() {
-            self.arm_stale(i);
-        }
-    }
-
-    fn arm_stale(&mut self, i: usize) {
-        if self.stale_armed.get(i).copied().unwrap_or(true) {
-            return;
-        }
-        if let ProbeSpec::External { stale_after, .. } = self.config.checks[i].probe
-            && let Some(at) = self.checks[i].reported_at.checked_add(stale_after)
-        {
-            self.timers.push(Reverse((at, Timer::Stale(i))));
-            self.stale_armed[i] = true;
-        }
-    }
-
-    /// Takes the top timer entry off the heap; a superseded staleness
-    /// entry re-arms at its check's current deadline.
-    fn pop_timer(&mut self) {
-        let Some(Reverse((at, timer))) = self.timers.pop() else {
-            return;
-        };
-        if let Timer::Stale(i) = timer
-            && let Some(armed) = self.stale_armed.get_mut(i)
-        {
-            *armed = false;
-            if !self.live(at, timer) && !self.checks[i].stale {
-                self.arm_stale(i);
-            }
-        }
-    }
-
-    /// Whether a timer entry still stands (not superseded since).
-    fn live(&self, at: Instant, timer: Timer) -> bool {
-        match timer {
-            Timer::Alias(i) => self
-                .aliases
-                .get(i)
-                .is_some_and(|a| a.decision.recheck_at == Some(at)),
-            Timer::Stale(i) => match (self.config.checks.get(i), self.checks.get(i)) {
-                (Some(spec), Some(run)) => match spec.probe {
-                    ProbeSpec::External { stale_after, .. } => {
-                        !run.stale && run.reported_at.checked_add(stale_after) == Some(at)
-                    }
-                    _ => false,
-                },
-                _ => false,
-            },
-        }
-    }
-
-    /// Takes the timers due at `now`: their aliases are decided again at
-    /// the next `reevaluate`; stale reports are applied (returned, for the
-    /// log).
-    pub fn fire(&mut self, now: Instant) -> Vec<usize> {
-        let mut stale = false;
-        while let Some(&Reverse((at, timer))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            let live = self.live(at, timer);
-            self.pop_timer();
-            if !live {
-                continue;
-            }
-            match timer {
-                Timer::Alias(i) => self.mark(i),
-                Timer::Stale(_) => stale = true,
-            }
-        }
-        if stale {
-            self.expire_reports(now)
-        } else {
-            Vec::new()
-        }
-    }
-
     /// Feeds one probe round (or report); returns the state change, if any.
     pub fn observe(
         &mut self,
@@ -512,23 +325,6 @@ impl Core {
             }
         }
         went
-    }
-
-    /// Timer entries held, live or not (a test's view of the heap).
-    #[cfg(test)]
-    pub fn timer_count(&self) -> usize {
-        self.timers.len()
-    }
-
-    /// When some decision could change with no new event.
-    pub fn next_recheck(&mut self) -> Option<Instant> {
-        while let Some(&Reverse((at, timer))) = self.timers.peek() {
-            if self.live(at, timer) {
-                return Some(at);
-            }
-            self.pop_timer();
-        }
-        None
     }
 
     /// Decides again the aliases something touched (or, with `sweep`, all of
@@ -701,188 +497,6 @@ impl Core {
     fn mark_all(&mut self) {
         for i in 0..self.aliases.len() {
             self.mark(i);
-        }
-    }
-
-    /// Recomputes the composites above `check`, bottom-up.
-    fn propagate(&mut self, check: usize, now: Instant) {
-        let mut stack: Vec<(usize, usize)> =
-            self.graph.parents[check].iter().map(|&p| (p, 0)).collect();
-        while let Some((p, depth)) = stack.pop() {
-            if depth > 64 {
-                continue;
-            }
-            if self.refresh_composite(p, now) {
-                stack.extend(self.graph.parents[p].iter().map(|&q| (q, depth + 1)));
-            }
-        }
-    }
-
-    /// Re-derives composite `i` from its members; true when it changed.
-    fn refresh_composite(&mut self, i: usize, now: Instant) -> bool {
-        let ProbeSpec::Composite { rule, members } = &self.config.checks[i].probe else {
-            return false;
-        };
-        let healthy = members
-            .iter()
-            .filter(|&&m| self.checks[m].state.state.healthy())
-            .count();
-        let round = members.iter().filter(|&&m| self.checks[m].round_ok).count();
-        let state = if rule.holds(healthy, members.len()) {
-            State::Up
-        } else {
-            State::Down
-        };
-        let round_ok = rule.holds(round, members.len());
-        let run = &mut self.checks[i];
-        let moved = run.state.force(state, now);
-        let round_moved = run.round_ok != round_ok;
-        run.round_ok = round_ok;
-        run.awaiting_first = false;
-        moved || round_moved
-    }
-
-    /// Derives every composite, members first (at start and after a reload).
-    fn refresh_composites(&mut self, now: Instant) {
-        let n = self.checks.len();
-        let mut done = vec![false; n];
-        for i in 0..n {
-            self.refresh_tree(i, now, &mut done, 0);
-        }
-    }
-
-    fn refresh_tree(&mut self, i: usize, now: Instant, done: &mut [bool], depth: usize) {
-        if done[i] || depth > 64 {
-            return;
-        }
-        if let ProbeSpec::Composite { members, .. } = &self.config.checks[i].probe {
-            for m in members.clone() {
-                self.refresh_tree(m, now, done, depth + 1);
-            }
-            self.refresh_composite(i, now);
-        }
-        done[i] = true;
-    }
-
-    fn canary_check(&self) -> bool {
-        self.graph.canaries.iter().any(|&c| {
-            let run = &self.checks[c];
-            !run.round_ok || !run.state.state.healthy()
-        })
-    }
-
-    /// After a leaf's round (or forced state): the rounds of the aliases
-    /// that depend on it, and the canary.
-    fn after_leaf_event(&mut self, leaf: usize, ok: Option<bool>, now: Instant) {
-        if self.graph.canaries.contains(&leaf) {
-            let failing = self.canary_check();
-            if failing != self.canary_failing {
-                self.canary_failing = failing;
-                self.mark_all();
-            }
-        }
-        for k in 0..self.graph.aliases_of[leaf].len() {
-            let a = self.graph.aliases_of[leaf][k];
-            self.track_rounds(a, Some((leaf, ok)), now);
-            self.mark(a);
-        }
-    }
-
-    /// Updates an alias's view of its targets' latest rounds: since when
-    /// each fails, when each last succeeded, which ones were seen to work
-    /// while the answered one failed, and whether all failed together.
-    fn track_rounds(&mut self, i: usize, event: Option<(usize, Option<bool>)>, now: Instant) {
-        let alias = &self.config.aliases[i];
-        let leaves = &self.graph.leaves[i];
-        let run = &mut self.aliases[i];
-        for (t, target) in alias.targets.iter().enumerate() {
-            let ok = target.checks.iter().all(|&c| self.checks[c].round_ok);
-            if ok {
-                run.failing_since[t] = None;
-                if let Some((leaf, Some(true))) = event
-                    && leaves[t].contains(&leaf)
-                {
-                    run.ok_at[t] = Some(now);
-                }
-            } else if run.failing_since[t].is_none() {
-                // At start (no event) a target may have been failing long
-                // before: it began after its failing leaves' latest
-                // success. Unknown when any never succeeded: now.
-                let mut began = Some(now);
-                if event.is_none() {
-                    let mut latest: Option<Instant> = None;
-                    for &l in &leaves[t] {
-                        let c = &self.checks[l];
-                        if c.round_ok {
-                            continue;
-                        }
-                        match c.last_ok {
-                            Some(at) => latest = Some(latest.map_or(at, |x| x.max(at))),
-                            None => {
-                                latest = None;
-                                break;
-                            }
-                        }
-                    }
-                    began = latest.map(|at| at.min(now)).or(began);
-                }
-                run.failing_since[t] = began;
-            }
-        }
-        if let Answer::Target(c) = run.decision.answer
-            && c < alias.targets.len()
-        {
-            match run.failing_since[c] {
-                None => run.witnessed.fill(false),
-                Some(from) => {
-                    // The answered target failed again: every target that
-                    // succeeded since it began failing is reachable. A stale
-                    // report fails at every instant (no report will fail
-                    // "again"), so a success alone is enough then.
-                    let failed_again =
-                        matches!(event, Some((leaf, Some(false))) if leaves[c].contains(&leaf));
-                    let stale = leaves[c]
-                        .iter()
-                        .any(|&l| self.checks[l].stale && !self.checks[l].round_ok);
-                    if failed_again || stale {
-                        for d in 0..alias.targets.len() {
-                            if d != c && run.ok_at[d].is_some_and(|at| at >= from) {
-                                run.witnessed[d] = true;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        if run.isolated {
-            // Over once some target is healthy and its latest round worked.
-            let recovered = alias.targets.iter().enumerate().any(|(t, target)| {
-                run.failing_since[t].is_none()
-                    && target
-                        .checks
-                        .iter()
-                        .all(|&c| self.checks[c].state.state.healthy())
-            });
-            if recovered {
-                run.isolated = false;
-            }
-        } else if alias.targets.len() > 1 {
-            // One target failing alone says nothing about the prober: the
-            // all_down policy decides, as configured.
-            // Every target fails, and the latest failure began within one
-            // round of another: working targets went down together. One
-            // that died long before does not count against it.
-            let starts: Option<Vec<Instant>> = run.failing_since.iter().copied().collect();
-            if let Some(starts) = starts
-                && let Some(&last) = starts.iter().max()
-                && starts
-                    .iter()
-                    .filter(|s| last.saturating_duration_since(**s) <= self.graph.window[i])
-                    .count()
-                    >= 2
-            {
-                run.isolated = true;
-            }
         }
     }
 
