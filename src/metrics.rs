@@ -24,6 +24,7 @@ pub struct Metrics {
     probe_seconds: Family<Labels, Histogram>,
     check_transitions: Family<Labels, Counter>,
     answer_changes: Family<Labels, Counter>,
+    on_failover: Family<Labels, Gauge>,
     last_change: Gauge,
     serial: Family<Labels, Gauge>,
     transfers: Family<Labels, Counter>,
@@ -169,6 +170,12 @@ impl Metrics {
             "Answer changes per alias",
             answer_changes.clone(),
         );
+        let on_failover = Family::default();
+        registry.register(
+            "alias_on_failover",
+            "1 while the alias answers something other than its primary (a failover target, NODATA or SERVFAIL)",
+            on_failover.clone(),
+        );
         let last_change = Gauge::default();
         registry.register(
             "last_answer_change_timestamp_seconds",
@@ -281,6 +288,7 @@ impl Metrics {
             probe_seconds,
             check_transitions,
             answer_changes,
+            on_failover,
             last_change,
             serial,
             transfers,
@@ -376,6 +384,61 @@ impl Metrics {
             .get_or_create(&vec![("alias", alias.to_string())])
             .inc();
         self.last_change.set(unix_seconds);
+    }
+
+    /// Whether `alias` answers something other than its primary.
+    pub fn on_failover(&self, alias: &str, away: bool) {
+        self.on_failover
+            .get_or_create(&vec![("alias", alias.to_string())])
+            .set(i64::from(away));
+    }
+
+    /// Creates every labelled series a configuration will have, at zero,
+    /// so the first scrape shows each documented metric (an alert on a
+    /// rate needs its series before the first event).
+    pub fn prime(&self, aliases: &[String], checks: &[(String, bool)], zones: &[String]) {
+        for alias in aliases {
+            let labels = vec![("alias", alias.clone())];
+            let _ = self.answer_changes.get_or_create(&labels);
+            let _ = self.on_failover.get_or_create(&labels);
+        }
+        for (check, healthy) in checks {
+            let labels = vec![("check", check.clone())];
+            let _ = self.check_transitions.get_or_create(&labels);
+            let _ = self.probe_seconds.get_or_create(&labels);
+            self.check_up
+                .get_or_create(&labels)
+                .set(i64::from(*healthy));
+        }
+        for zone in zones {
+            let z = || ("zone", zone.clone());
+            let _ = self.transfers.get_or_create(&vec![
+                z(),
+                ("kind", "axfr".into()),
+                ("result", "ok".into()),
+            ]);
+            let _ = self.transfer_messages.get_or_create(&vec![z()]);
+            for direction in ["sent", "received"] {
+                let _ = self.notifies.get_or_create(&vec![
+                    z(),
+                    ("direction", direction.into()),
+                    (
+                        "result",
+                        if direction == "sent" {
+                            "acknowledged"
+                        } else {
+                            "accepted"
+                        }
+                        .into(),
+                    ),
+                ]);
+            }
+        }
+        for file in ["serials", "overrides", "secondary", "decisions"] {
+            let _ = self
+                .persist_failures
+                .get_or_create(&vec![("file", file.to_string())]);
+        }
     }
 
     pub fn serial(&self, zone: &str, serial: u32) {

@@ -547,3 +547,73 @@ fn a_reload_replaces_the_admin_tokens() {
     assert_eq!(code, 200, "{text}");
     s.wait_for_txt("desktop.example.com.", "IAD2");
 }
+
+/// Every metric the README documents, as its table names it.
+fn documented_metrics() -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = readme
+        .split("## Metrics")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .unwrap();
+    table
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `txtfailover_"))
+        .filter_map(|l| l.split('`').next())
+        .map(|name| format!("txtfailover_{name}"))
+        .collect()
+}
+
+#[test]
+fn every_documented_metric_is_there_from_the_first_scrape() {
+    let (pdx, iad) = (Endpoint::start("ok"), Endpoint::start("ok"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"
+[[check]]
+name = "pdx"
+kind = "http"
+url = "{}"
+
+[[check]]
+name = "iad"
+kind = "http"
+url = "{}"
+
+[[check]]
+name = "alarm"
+kind = "external"
+
+[[alias]]
+name = "desktop.example.com"
+targets = [
+  {{ region = "us-west-2", connection_id = "PDX1", checks = ["pdx", "alarm"] }},
+  {{ region = "us-east-1", connection_id = "IAD2", checks = ["iad"] }},
+]
+"#,
+        pdx.url(),
+        iad.url()
+    );
+    let server = Server::start(dir.path(), &config, ZONE);
+    let (code, text) = server.get("/metrics");
+    assert_eq!(code, 200);
+    let documented = documented_metrics();
+    assert!(documented.len() > 25, "{documented:?}");
+    let missing: Vec<&String> = documented
+        .iter()
+        .filter(|name| !text.lines().any(|l| l.starts_with(name.as_str())))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in the first scrape: {missing:?}\n{text}"
+    );
+    // The failover gauge, per alias, from the start.
+    assert_eq!(
+        metric_in(
+            &text,
+            "txtfailover_alias_on_failover{alias=\"desktop.example.com.\"}"
+        ),
+        0.0
+    );
+}

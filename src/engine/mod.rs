@@ -225,9 +225,36 @@ impl Engine {
         engine.metrics.persist_ok(true);
         engine.served = engine.decided();
         engine.publish(snap);
+        engine.prime_metrics();
         engine.remember(now);
         engine.publish_status(now);
         Ok(engine)
+    }
+
+    /// Every series this configuration has, from the first scrape.
+    fn prime_metrics(&self) {
+        let config = &self.config;
+        let aliases: Vec<String> = config.aliases.iter().map(|a| a.name.to_string()).collect();
+        let checks: Vec<(String, bool)> = config
+            .checks
+            .iter()
+            .zip(self.core.checks())
+            .map(|(c, run)| (c.name.clone(), run.state.state.healthy()))
+            .collect();
+        let zones: Vec<String> = config
+            .zones
+            .iter()
+            .map(|z| z.origin.to_string())
+            .chain(config.secondaries.iter().map(|z| z.origin.to_string()))
+            .collect();
+        self.metrics.prime(&aliases, &checks, &zones);
+        for (i, alias) in aliases.iter().enumerate() {
+            let run = &self.core.aliases()[i];
+            self.metrics.engine.isolated(alias, run.isolated);
+            self.metrics
+                .on_failover(alias, self.served.get(i) != Some(&Answer::Target(0)));
+        }
+        self.metrics.engine.canary(self.core.canary_failing());
     }
 
     /// The decision memory's writer, to flush it when stopping.

@@ -272,6 +272,8 @@ impl Engine {
             let alias = &self.config.aliases[i];
             let reason = self.core.aliases()[i].decision.reason;
             self.metrics.answer_changed(&alias.name.to_string(), unix);
+            self.metrics
+                .on_failover(&alias.name.to_string(), self.served[i] != Answer::Target(0));
             tracing::warn!(
                 alias = %alias.name,
                 from = %from,

@@ -123,6 +123,7 @@ impl Engine {
         self.served = self.decided();
         self.publish(snap);
         self.announce(&served_before);
+        self.prime_metrics();
         self.remember(now);
         // Probe loops: replaced as a set; results of the old ones are dropped.
         for l in self.loops.drain(..) {
