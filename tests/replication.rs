@@ -479,7 +479,10 @@ fn secondary(dir: &Path, port: u16, primary: SocketAddr, signed: bool) -> (Serve
 fn a_txtfailover_secondary_follows_its_primary_through_two_failovers() {
     let dir = tempfile::tempdir().unwrap();
     let b_port = free_port();
-    let a = primary(&dir.path().join("a"), &[b_port], "");
+    // `c` is a primary of the zone too, listed by mistake as a NOTIFY
+    // target: it answers NOTAUTH, which `a` must say plainly.
+    let c = primary(&dir.path().join("c"), &[], "");
+    let a = primary(&dir.path().join("a"), &[b_port, c.addr.port()], "");
     let (b, _) = secondary(&dir.path().join("b"), b_port, a.addr, true);
     b.wait_for_txt("desktop.example.com.", "PDX1");
     assert_eq!(b.serial(), 5);
@@ -491,14 +494,36 @@ fn a_txtfailover_secondary_follows_its_primary_through_two_failovers() {
     b.wait_for_txt("desktop.example.com.", "PDX1");
     assert_eq!(b.serial(), 7);
     assert!(b.log_text().contains("NOTIFY received"), "{}", b.log_text());
+    // An AXFR ends with the SOA again: that is no reason for a warning.
+    assert!(
+        !b.log_text().contains("outside the zone"),
+        "{}",
+        b.log_text()
+    );
     // The first copy came whole, the changes as differences.
     let (_, metrics) = a.get("/metrics");
     for kind in ["axfr", "ixfr"] {
         let line = format!(
             "txtfailover_transfers_total{{zone=\"example.com.\",kind=\"{kind}\",result=\"ok\"}}"
         );
-        assert!(metrics.contains(&line), "{kind}: {metrics}");
+        assert!(metric_in(&metrics, &line) >= 1.0, "{kind}: {metrics}");
     }
+    // The mistaken target's NOTAUTH: one warning naming it and the code,
+    // counted, and no retries.
+    let refused = format!("127.0.0.1:{}", c.addr.port());
+    let log = a.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("NOTIFY refused") && l.contains(&refused) && l.contains("NOTAUTH")),
+        "{log}"
+    );
+    assert!(
+        metric_in(
+            &metrics,
+            "txtfailover_notify_messages_total{zone=\"example.com.\",direction=\"sent\",result=\"refused\"}"
+        ) >= 1.0,
+        "{metrics}"
+    );
     let (_, status) = b.get("/v1/status");
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     let zone = &status["zones"][0];

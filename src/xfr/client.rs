@@ -122,15 +122,27 @@ pub async fn soa_serial(origin: &Name, remote: &Remote, keys: &Keyring) -> anyho
         .with_context(|| format!("{} has no SOA for {origin}", remote.addr))
 }
 
+/// How a NOTIFY went when it was not acknowledged.
+#[derive(Debug)]
+pub enum NotifyError {
+    /// The peer answered, with this error code (REFUSED, NOTAUTH, …):
+    /// sending again will not change its mind.
+    Answered(ResponseCode),
+    /// No usable answer (timeout, network, a reply that failed checks).
+    Unanswered(anyhow::Error),
+}
+
 /// Sends NOTIFY for `soa`'s zone; Ok once `remote` acknowledges it.
-pub async fn notify(soa: &Record, remote: &Remote, keys: &Keyring) -> anyhow::Result<()> {
+pub async fn notify(soa: &Record, remote: &Remote, keys: &Keyring) -> Result<(), NotifyError> {
     let mut m = question(&soa.name, RecordType::SOA, OpCode::Notify);
     m.metadata.authoritative = true;
     m.answers.push(soa.clone());
-    let answer = udp_exchange(m, remote, keys).await?;
+    let answer = udp_exchange(m, remote, keys)
+        .await
+        .map_err(NotifyError::Unanswered)?;
     match answer.metadata.response_code {
         ResponseCode::NoError => Ok(()),
-        rcode => bail!("{} answers {rcode}", remote.addr),
+        rcode => Err(NotifyError::Answered(rcode)),
     }
 }
 

@@ -92,7 +92,16 @@ async fn send(soa: Record, target: Remote, keys: Arc<Keyring>, metrics: Arc<Metr
                 tracing::info!(%zone, serial, to = %target.addr, attempt, "NOTIFY acknowledged");
                 return;
             }
-            Err(e) => {
+            Err(client::NotifyError::Answered(rcode)) => {
+                // A refusal is configuration (ACLs, keys, a peer that is
+                // not a secondary of the zone): say it, and stop asking.
+                metrics.notify(&zone, "sent", "refused");
+                // REFUSED, NOTAUTH …: the mnemonic operators grep for.
+                let rcode = format!("{rcode:?}").to_uppercase();
+                tracing::warn!(%zone, serial, to = %target.addr, %rcode, "NOTIFY refused by the peer: check that it is a secondary of this zone and allows NOTIFY from this address (and key)");
+                return;
+            }
+            Err(client::NotifyError::Unanswered(e)) => {
                 metrics.notify(&zone, "sent", "unanswered");
                 tracing::debug!(%zone, serial, to = %target.addr, attempt, error = format!("{e:#}"), "NOTIFY not acknowledged");
             }

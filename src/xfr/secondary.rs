@@ -248,10 +248,11 @@ fn zone_from(spec: &SecondarySpec, mut records: Vec<Record>) -> anyhow::Result<S
         anyhow::bail!("the transfer does not start with the SOA");
     };
     let origin: &Name = &spec.origin;
+    // An AXFR repeats the SOA at its end: that one is expected, not dropped
+    // data; only names outside the zone are worth a warning.
+    records.retain(|r| r.record_type() != hickory_proto::rr::RecordType::SOA);
     let before = records.len();
-    records.retain(|r| {
-        origin.zone_of(&r.name) && r.record_type() != hickory_proto::rr::RecordType::SOA
-    });
+    records.retain(|r| origin.zone_of(&r.name));
     if records.len() != before {
         tracing::warn!(zone = %origin, dropped = before - records.len(), "transfer held records outside the zone; dropped them");
     }
