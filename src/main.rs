@@ -3,7 +3,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 use txtfailover::cli;
 use txtfailover::config::{self, Config, DEFAULT_CONFIG};
@@ -22,6 +21,9 @@ enum Command {
     Serve {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Log line format (default: `[server] log_format`, else text).
+        #[arg(long, value_enum)]
+        log_format: Option<txtfailover::logging::LogFormat>,
     },
     /// Validate the configuration and zone files, and print what would be served.
     Check {
@@ -112,16 +114,11 @@ fn emit(text: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // hickory-proto logs per packet (a WARN per unknown algorithm byte of an
-    // EDNS DAU/DHU/N3U option, 275 log bytes per query byte), so a sender
-    // could turn queries into disk writes. Only its errors are shown; our
-    // own packet-driven lines are rate-limited (`packet_log!`).
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,hickory_proto=error,hickory_net=error"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    // `[server] log_format` applies once `serve` has read the configuration.
+    txtfailover::logging::init(match &cli.command {
+        Command::Serve { log_format, .. } => *log_format,
+        _ => None,
+    });
     let path = match cli.command {
         Command::Status { .. }
         | Command::Why { .. }
@@ -129,7 +126,7 @@ fn main() -> ExitCode {
         | Command::Reload { .. } => {
             return operator(cli.command);
         }
-        Command::Serve { ref config } | Command::Check { ref config } => config.clone(),
+        Command::Serve { ref config, .. } | Command::Check { ref config } => config.clone(),
     };
     let path = &path;
     let config = match config::load(path) {

@@ -24,6 +24,7 @@ use crate::state::StateStore;
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    crate::logging::configured(config.server.log_format);
     for w in &config.warnings {
         tracing::warn!("{w}");
     }

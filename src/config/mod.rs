@@ -20,6 +20,7 @@ use toml::Spanned;
 use crate::decide::{AllDown, Failback, Policy};
 use crate::dns::cookie::CookieSecret;
 pub use crate::dns::rrl::RrlConfig;
+use crate::logging::LogFormat;
 use crate::zone::{StaticZone, parse_zone_with};
 pub use admin::AdminLimits;
 use error::SourceMap;
@@ -133,6 +134,8 @@ pub struct ServerConfig {
     pub tcp_max_queries_per_connection: u32,
     /// No new query is read on a TCP connection older than this.
     pub tcp_max_connection_lifetime: Duration,
+    /// Unless `serve --log-format` says otherwise.
+    pub log_format: LogFormat,
 }
 
 /// `tcp_max_per_source` when not set: RFC 7766 §6.2.2 asks clients for one
@@ -574,6 +577,11 @@ impl Validator<'_> {
             nsid: self.short_text("nsid", raw.nsid.as_ref()),
             identity: self.short_text("identity", raw.identity.as_ref()),
             version: self.short_text("version", raw.version.as_ref()),
+            log_format: self.choice(
+                "log_format",
+                raw.log_format.as_ref(),
+                &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+            ),
         }
     }
 

@@ -76,6 +76,8 @@ pub struct RawServer {
     pub nsid: Option<Spanned<String>>,
     pub identity: Option<Spanned<String>>,
     pub version: Option<Spanned<String>>,
+    /// "text" or "json".
+    pub log_format: Option<Spanned<String>>,
 }
 
 /// Response rate limiting (UDP).

@@ -169,6 +169,9 @@ impl Engine {
         if old.server.udp_workers != new.server.udp_workers {
             tracing::warn!("udp_workers changed: it takes effect at the next restart");
         }
+        if old.server.log_format != new.server.log_format {
+            tracing::warn!("log_format changed: it takes effect at the next restart");
+        }
         if old.admin_tokens != new.admin_tokens {
             if let Some(cell) = &self.admin_tokens {
                 cell.store(Arc::new(new.admin_tokens.clone()));

@@ -152,6 +152,20 @@ impl Server {
     /// Like `start_with`, with the open-files limit (soft and hard) at
     /// `fd_limit` when given, as a service manager would set it.
     pub fn launch(dir: &Path, config: &Path, port: u16, fd_limit: Option<u32>) -> Server {
+        Server::launch_with(dir, config, port, fd_limit, &[], &[])
+    }
+
+    /// Like `launch`, with more `serve` arguments and environment variables.
+    /// stderr goes to `serve-<port>.log` in `dir` (an existing file keeps
+    /// its inode).
+    pub fn launch_with(
+        dir: &Path,
+        config: &Path,
+        port: u16,
+        fd_limit: Option<u32>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let log = dir.join(format!("serve-{port}.log"));
         let mut command = match fd_limit {
             None => Command::new(bin()),
@@ -166,8 +180,12 @@ impl Server {
         let child = command
             .args(["serve", "--config"])
             .arg(config)
+            .args(args)
             // The log filter users get by default.
             .env_remove("RUST_LOG")
+            .env_remove("NO_COLOR")
+            .env_remove("JOURNAL_STREAM")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
