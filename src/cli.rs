@@ -223,3 +223,95 @@ pub fn why_table(v: &Value) -> String {
     }
     out
 }
+
+/// The bearer token in a `--token-file`: the server's own `label token`
+/// file (its first token) or a file holding just the token. `#` starts a
+/// comment, as in the server's file, so one file serves both.
+pub fn token_from_file(text: &str) -> anyhow::Result<String> {
+    let line = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .find(|l| !l.is_empty());
+    let Some(line) = line else {
+        bail!("it holds no token");
+    };
+    match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+        [token] | [_, token] => Ok((*token).to_string()),
+        _ => bail!("its first line is neither `label token` nor a bare token"),
+    }
+}
+
+/// Bytes of OS randomness in a new token: 256 bits, beyond guessing.
+const TOKEN_BYTES: usize = 32;
+
+/// Why `label` cannot stand in the server's token file, if it cannot: the
+/// file splits lines at whitespace and cuts them at `#`.
+pub fn label_problem(label: &str) -> Option<&'static str> {
+    if label.is_empty() {
+        Some("the label is empty")
+    } else if label.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some("the label holds whitespace or control characters")
+    } else if label.contains('#') {
+        Some("the label holds `#`, which starts a comment in the token file")
+    } else {
+        None
+    }
+}
+
+/// `token new LABEL`: one `label token` line for the server's token file,
+/// the token URL-safe base64 (no `#`, no whitespace) of OS randomness.
+pub fn new_token_line(label: &str) -> anyhow::Result<String> {
+    use rand::TryRng as _;
+    if let Some(problem) = label_problem(label) {
+        bail!("{problem}; use a name such as `alice` or `deploy-bot`");
+    }
+    let mut bytes = [0u8; TOKEN_BYTES];
+    rand::rngs::SysRng
+        .try_fill_bytes(&mut bytes)
+        .context("the operating system gave no random bytes")?;
+    Ok(format!(
+        "{label} {}\n",
+        data_encoding::BASE64URL_NOPAD.encode(&bytes)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_file_may_be_the_servers_or_a_bare_token() {
+        let t = "3f9c0b7e51d24a8e9d6b";
+        assert_eq!(token_from_file(&format!("{t}\n")).unwrap(), t);
+        assert_eq!(
+            token_from_file(&format!("# operators\n\nalice {t}  # laptop\nbob other\n")).unwrap(),
+            t
+        );
+        assert!(token_from_file("# nothing\n\n").is_err());
+        assert!(token_from_file("a b c\n").is_err());
+    }
+
+    #[test]
+    fn new_tokens_are_long_random_and_fit_the_token_file() {
+        let a = new_token_line("alice").unwrap();
+        let b = new_token_line("alice").unwrap();
+        assert_ne!(a, b);
+        let token = a.strip_prefix("alice ").unwrap().trim_end();
+        assert_eq!(token.len(), 43, "32 bytes in unpadded base64");
+        assert!(
+            token
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
+        for bad in [
+            "",
+            "al ice",
+            "al\tice",
+            "al\u{7}ice",
+            "al#ice",
+            "al\u{a0}ice",
+        ] {
+            assert!(new_token_line(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -51,6 +51,21 @@ enum Command {
         #[command(subcommand)]
         action: OverrideAction,
     },
+    /// Print the shell completion script for SHELL.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page, txtfailover(1).
+    Man,
+    /// Admin API tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Print a `LABEL TOKEN` line with a new random token, for the server's token_file.
+    New { label: String },
 }
 
 #[derive(clap::Args)]
@@ -58,7 +73,8 @@ struct Api {
     /// Base URL of the admin API.
     #[arg(long, default_value = "http://127.0.0.1:8053")]
     admin: String,
-    /// File holding the bearer token (else $TXTFAILOVER_TOKEN).
+    /// File holding the bearer token: the server's `label token` file (its
+    /// first token is used) or the bare token (else $TXTFAILOVER_TOKEN).
     #[arg(long)]
     token_file: Option<PathBuf>,
     /// Print the API's JSON instead of a table.
@@ -126,6 +142,32 @@ fn main() -> ExitCode {
         | Command::Reload { .. } => {
             return operator(cli.command);
         }
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "txtfailover",
+                &mut out,
+            );
+            emit(&String::from_utf8_lossy(&out));
+            return ExitCode::SUCCESS;
+        }
+        Command::Man => return man_page(),
+        Command::Token {
+            action: TokenAction::New { label },
+        } => {
+            return match cli::new_token_line(&label) {
+                Ok(line) => {
+                    emit(&line);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    emit_err(&format!("error: {e:#}"));
+                    ExitCode::from(2)
+                }
+            };
+        }
         Command::Serve { ref config, .. } | Command::Check { ref config } => config.clone(),
     };
     let path = &path;
@@ -147,8 +189,11 @@ fn main() -> ExitCode {
         Command::Status { .. }
         | Command::Why { .. }
         | Command::Override { .. }
-        | Command::Reload { .. } => {
-            unreachable!("handled by operator()")
+        | Command::Reload { .. }
+        | Command::Completions { .. }
+        | Command::Man
+        | Command::Token { .. } => {
+            unreachable!("handled before the configuration is read")
         }
         Command::Serve { .. } => {
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -244,6 +289,31 @@ fn check_report(config: &Config) -> String {
     out
 }
 
+/// `man`: txtfailover(1) in roff, its SUBCOMMANDS section naming each.
+/// The `.TH` line goes first, where `man` and `whatis` look for it; the
+/// renderer puts its apostrophe string definitions before it.
+fn man_page() -> ExitCode {
+    let mut out = Vec::new();
+    match clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut out) {
+        Ok(()) => {
+            let text = String::from_utf8_lossy(&out);
+            let (title, rest): (Vec<&str>, Vec<&str>) =
+                text.lines().partition(|l| l.starts_with(".TH "));
+            let mut page = String::new();
+            for line in title.iter().chain(&rest) {
+                page.push_str(line);
+                page.push('\n');
+            }
+            emit(&page);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            emit_err(&format!("error: cannot render the man page: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs an operator command against the admin API.
 fn operator(command: Command) -> ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -256,9 +326,9 @@ fn operator(command: Command) -> ExitCode {
             let token = match &api.token_file {
                 Some(f) => Some(
                     std::fs::read_to_string(f)
-                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?
-                        .trim()
-                        .to_string(),
+                        .map_err(anyhow::Error::from)
+                        .and_then(|text| cli::token_from_file(&text))
+                        .map_err(|e| anyhow::anyhow!("token file {}: {e}", f.display()))?,
                 ),
                 None => std::env::var("TXTFAILOVER_TOKEN").ok(),
             };
@@ -286,7 +356,11 @@ fn operator(command: Command) -> ExitCode {
                 let v = client(&api)?.post("/v1/reload").await?;
                 Ok(if api.json { v.to_string() } else { format!("{}\n", v["ok"].as_str().unwrap_or("done")) })
             }
-            Command::Serve { .. } | Command::Check { .. } => unreachable!("handled by main"),
+            Command::Serve { .. }
+            | Command::Check { .. }
+            | Command::Completions { .. }
+            | Command::Man
+            | Command::Token { .. } => unreachable!("handled by main"),
         }
     });
     match result {

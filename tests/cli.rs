@@ -199,3 +199,105 @@ fn check_exits_2_when_whoever_reads_its_errors_has_gone() {
         .unwrap();
     assert_eq!(status.code(), Some(2), "a config problem, not a panic");
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_command_definitions() {
+    let subcommands = [
+        "serve", "check", "status", "why", "reload", "override", "token",
+    ];
+    let (ok, out, err) = cli(&["completions", "bash"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("_txtfailover"), "{out}");
+    for s in subcommands {
+        assert!(out.contains(&format!("txtfailover,{s})")), "bash lacks {s}");
+    }
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let (ok, out, err) = cli(&["completions", shell]);
+        assert!(ok && out.contains("override"), "{shell}: {err}");
+    }
+    assert!(
+        !cli(&["completions", "tcsh"]).0,
+        "an unknown shell is refused"
+    );
+    let (ok, out, err) = cli(&["man"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with(".TH txtfailover 1"), "{out}");
+    for s in subcommands {
+        assert!(
+            out.contains(&format!("txtfailover\\-{s}(1)")),
+            "man lacks {s}"
+        );
+    }
+}
+
+#[test]
+fn a_new_token_works_from_the_servers_file_and_as_a_bare_token() {
+    let (ok, first, err) = cli(&["token", "new", "ops"]);
+    assert!(ok, "{err}");
+    let (_, second, _) = cli(&["token", "new", "ops"]);
+    assert_ne!(first, second, "every token is new");
+    let token = first.strip_prefix("ops ").unwrap().trim_end();
+    assert!(token.len() >= 43, "32 random bytes or more: {token}");
+    for bad in ["", "two words", "tab\there", "hash#tag"] {
+        let (ok, out, err) = cli(&["token", "new", bad]);
+        assert!(!ok && out.is_empty(), "{bad:?} accepted: {out}");
+        assert!(err.contains("label"), "{err}");
+    }
+
+    // The line as the server's token file, read by `serve` and by the CLI.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let path = write_config(
+        dir.path(),
+        port,
+        "[[alias]]\nname = \"desktop.example.com\"\ntargets = [{ region = \"us-west-2\", connection_id = \"A1\" }]\n",
+        ZONE,
+    );
+    std::fs::write(dir.path().join("tokens"), format!("# operators\n{first}")).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replacen("[admin]\n", "[admin]\ntoken_file = \"tokens\"\n", 1);
+    std::fs::write(&path, text).unwrap();
+    let server = Server::start_with(dir.path(), &path, port);
+    let admin = format!("http://{}", server.admin_addr());
+    let reload = |file: &std::path::Path| {
+        cli(&[
+            "reload",
+            "--admin",
+            &admin,
+            "--token-file",
+            file.to_str().unwrap(),
+        ])
+    };
+    let (ok, out, err) = reload(&dir.path().join("tokens"));
+    assert!(ok, "the server's own file: {out}{err}");
+    let bare = dir.path().join("bare");
+    std::fs::write(&bare, format!("{token}\n")).unwrap();
+    let (ok, out, err) = reload(&bare);
+    assert!(ok, "the bare token: {out}{err}");
+    std::fs::write(&bare, "ops 0123456789abcdef0123\n").unwrap();
+    let (ok, _, err) = reload(&bare);
+    assert!(!ok, "another token is refused");
+    assert!(err.contains("401"), "{err}");
+}
+
+#[test]
+fn check_warns_about_what_can_never_work_but_still_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[[check]]\nname = \"pdx\"\nkind = \"command\"\ncommand = [\"/nonexistent/probe\"]\n\
+                  [[check]]\nname = \"head\"\nkind = \"https\"\nurl = \"https://example.net/\"\n\
+                  method = \"HEAD\"\nexpect_body = \"ok\"\n\
+                  [[alias]]\nname = \"desktop.example.com\"\n\
+                  targets = [{ region = \"us-west-1\", connection_id = \"A1\", checks = [\"pdx\", \"head\"] }]\n";
+    let (ok, out, err) = check(dir.path(), config, ZONE);
+    assert!(ok, "warnings do not fail check: {err}");
+    for needle in [
+        "program \"/nonexistent/probe\" is not found",
+        "a HEAD response has no body",
+        "region \"us-west-1\" is not a Region where WorkSpaces runs",
+    ] {
+        assert!(
+            out.contains("warning: ") && out.contains(needle),
+            "{needle}: {out}"
+        );
+    }
+}

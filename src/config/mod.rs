@@ -356,6 +356,42 @@ fn path_back(
     false
 }
 
+/// The AWS Regions where WorkSpaces Personal runs (as of 2026). Only a
+/// warning is drawn from it: a Region added later warns, and still works.
+const WORKSPACES_REGIONS: &[&str] = &[
+    "us-east-1",
+    "us-west-2",
+    "ca-central-1",
+    "sa-east-1",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-central-1",
+    "eu-north-1",
+    "ap-south-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "af-south-1",
+    "il-central-1",
+    "us-gov-west-1",
+    "us-gov-east-1",
+];
+
+/// Whether a `command` check's program can be started: a path is looked
+/// at as given (a relative one is resolved against the server's working
+/// directory, which `check` cannot know, so it counts as present), a bare
+/// name is searched on PATH.
+fn program_exists(program: &str) -> bool {
+    let path = Path::new(program);
+    if program.contains('/') {
+        return !path.is_absolute() || path.is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|dirs| std::env::split_paths(&dirs).any(|d| d.join(path).is_file()))
+}
+
 struct Validator<'a> {
     map: SourceMap<'a>,
     base: PathBuf,
@@ -908,7 +944,7 @@ impl Validator<'_> {
                     } else if let Some((t, first)) = tokens.iter().find(|(t, _)| t.secret == *secret) {
                         self.problems.push(
                             Problem::new(&path, here, 1, format!("this token is already on line {first} (label {:?})", t.label))
-                                .hint("generate a token of its own for every operator (`openssl rand -hex 16`)"),
+                                .hint("generate a token of its own for every operator (`txtfailover token new LABEL`)"),
                         );
                     } else {
                         tokens.push((AdminToken { label: label.to_string(), secret: secret.to_string() }, here));
@@ -916,7 +952,7 @@ impl Validator<'_> {
                 }
                 _ => self.problems.push(
                     Problem::new(&path, here, 1, "token line is not `label token` with a token of 16 characters or more")
-                        .hint("write e.g. `alice 3f9c0b7e51d24a8e9d6b` (generate with `openssl rand -hex 16`)"),
+                        .hint("write e.g. `alice 3f9c0b7e51d24a8e9d6b` (`txtfailover token new alice` prints such a line)"),
                 ),
             }
         }
@@ -1472,6 +1508,15 @@ impl Validator<'_> {
                 "use a short substring such as \"healthy\"",
             );
         }
+        if method == reqwest::Method::HEAD
+            && let Some(b) = &c.expect_body
+        {
+            self.warnings.push(
+                self.map
+                    .at(&b.span(), format!("check {:?}: a HEAD response has no body, so `expect_body` never matches and the check never passes", c.name.get_ref()))
+                    .hint("use method = \"GET\", or remove `expect_body`"),
+            );
+        }
         if kind == "http"
             && let Some(t) = &c.tls_verify
         {
@@ -1527,6 +1572,15 @@ impl Validator<'_> {
                 "write the program first, then its arguments: [\"/usr/local/bin/check-region\", \"us-west-2\"]",
             );
             return None;
+        }
+        if let Some(program) = cmd.get_ref().first()
+            && !program_exists(program)
+        {
+            self.warnings.push(
+                self.map
+                    .at(&cmd.span(), format!("check {:?}: program {program:?} is not found{}; the check will fail until it is installed", c.name.get_ref(), if program.contains('/') { "" } else { " on PATH" }))
+                    .hint("install it, or give its absolute path"),
+            );
         }
         Some(ProbeSpec::Command {
             argv: cmd.get_ref().clone(),
@@ -1747,6 +1801,9 @@ impl Validator<'_> {
                         "region is empty",
                         "name the Region, e.g. \"us-east-1\"",
                     );
+                }
+                if !region.is_empty() && !WORKSPACES_REGIONS.contains(&region.as_str()) {
+                    self.warnings.push(self.map.at(&t.region.span(), format!("alias {name}: region {region:?} is not a Region where WorkSpaces runs")).hint(format!("check the spelling; known Regions: {}", WORKSPACES_REGIONS.join(", "))));
                 }
                 if targets.iter().any(|o| &o.region == region) {
                     self.err(

@@ -41,7 +41,7 @@ fn fails(body: &str, needle: &str, line: usize) {
 fn a_valid_config_has_defaults() {
     let c = run(&format!(
         "{CHECK}{}",
-        alias("{ region = \"r1\", connection_id = \"ABC\", checks = [\"pdx\"] }")
+        alias("{ region = \"us-west-2\", connection_id = \"ABC\", checks = [\"pdx\"] }")
     ))
     .unwrap();
     assert_eq!(c.server.listen, vec!["127.0.0.1:5353".parse().unwrap()]);
@@ -308,7 +308,7 @@ fn composites_resolve_members_and_reject_cycles() {
     let base = "[[check]]\nname = \"a\"\nkind = \"tcp\"\naddress = \"h:1\"\n[[check]]\nname = \"b\"\nkind = \"tcp\"\naddress = \"h:2\"\n";
     let c = run(&format!(
         "{base}[[check]]\nname = \"two\"\nkind = \"at_least\"\nat_least = 1\nchecks = [\"a\", \"b\"]\n{}",
-        alias("{ region = \"r\", connection_id = \"A\", checks = [\"two\"] }")
+        alias("{ region = \"us-west-2\", connection_id = \"A\", checks = [\"two\"] }")
     ))
     .unwrap();
     assert_eq!(
@@ -805,7 +805,7 @@ fn canaries_are_probed_checks_that_need_no_alias() {
     let c = run(&format!(
         "{CHECK}[[check]]\nname = \"aws\"\nkind = \"tcp\"\naddress = \"h:443\"\ncanary = true\n\
          [[check]]\nname = \"e\"\nkind = \"external\"\ncanary = true\n{}",
-        alias("{ region = \"r1\", connection_id = \"ABC\", checks = [\"pdx\"] }")
+        alias("{ region = \"us-west-2\", connection_id = \"ABC\", checks = [\"pdx\"] }")
     ))
     .unwrap();
     assert!(!c.checks[0].canary);
@@ -905,4 +905,58 @@ fn failback_backoff_settings() {
         "`failback_after_max` = \"soon\" is not a duration",
         6,
     );
+}
+
+/// The warnings on the config's `line`, and no errors.
+fn warnings_on(body: &str, line: usize) -> Vec<String> {
+    let c = run(body).unwrap();
+    c.warnings
+        .iter()
+        .filter(|w| w.line == line)
+        .map(|w| w.message.clone())
+        .collect()
+}
+
+#[test]
+fn a_command_check_whose_program_is_missing_warns() {
+    let check = |program: &str| {
+        warnings_on(
+            &format!(
+                "[[check]]\nname = \"c\"\nkind = \"command\"\ncommand = [\"{program}\", \"x\"]\n"
+            ),
+            7,
+        )
+    };
+    let missing = check("/nonexistent/txtfailover-probe");
+    assert!(missing[0].contains("is not found;"), "{missing:?}");
+    let missing = check("txtfailover-no-such-program");
+    assert!(missing[0].contains("is not found on PATH"), "{missing:?}");
+    assert!(check("sh").is_empty(), "found on PATH");
+    assert!(check("/bin/sh").is_empty(), "an absolute path that exists");
+}
+
+#[test]
+fn head_with_expect_body_warns() {
+    let body = "[[check]]\nname = \"pdx\"\nkind = \"https\"\nurl = \"https://example.net/ping\"\n\
+                method = \"head\"\nexpect_body = \"ok\"\n";
+    let w = warnings_on(body, 9);
+    assert!(w[0].contains("a HEAD response has no body"), "{w:?}");
+    assert!(warnings_on(&body.replace("head", "GET"), 9).is_empty());
+}
+
+#[test]
+fn a_region_without_workspaces_warns() {
+    let body = alias(
+        "{ region = \"us-west-2\", connection_id = \"A\" }, { region = \"us-wst-1\", connection_id = \"B\" }",
+    );
+    let c = run(&body).unwrap();
+    let regions: Vec<&str> = c
+        .warnings
+        .iter()
+        .filter(|w| w.message.contains("is not a Region where WorkSpaces runs"))
+        .map(|w| w.message.as_str())
+        .collect();
+    assert_eq!(regions.len(), 1, "{:?}", c.warnings);
+    assert!(regions[0].contains("\"us-wst-1\""), "{regions:?}");
+    assert_eq!(c.aliases[0].targets[1].region, "us-wst-1", "still served");
 }
