@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod peer;
 pub mod serial;
 pub mod serve;
+pub mod service;
 pub mod snapshot;
 pub mod state;
 pub mod status;

@@ -128,8 +128,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let decisions = engine.memory_writer();
     ready.store(true, Ordering::Release);
     tracing::info!("ready");
+    crate::service::ready();
+    let heartbeat = crate::service::Heartbeat::default();
+    crate::service::spawn_watchdog(heartbeat.clone());
     tokio::select! {
-        () = engine.run(rx, commands) => anyhow::bail!("the decision engine stopped"),
+        () = engine.run(rx, commands, heartbeat) => anyhow::bail!("the decision engine stopped"),
         r = admin => match r {
             Ok(Ok(())) => anyhow::bail!("the admin API stopped"),
             Ok(Err(e)) => Err(e),
@@ -140,6 +143,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             // stopping here. TCP stops accepting and finishes what it has;
             // UDP answers take microseconds and end with the process.
             tracing::info!("shutting down");
+            crate::service::stopping();
             match tokio::time::timeout(std::time::Duration::from_secs(5), tcp_front.shutdown()).await {
                 Ok(_) => tracing::info!("stopped"),
                 Err(_) => tracing::warn!("TCP connections still open after 5s; stopping anyway"),

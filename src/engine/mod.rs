@@ -423,9 +423,11 @@ impl Engine {
         mut self,
         mut rx: mpsc::Receiver<ProbeResult>,
         mut commands: mpsc::Receiver<Command>,
+        heartbeat: crate::service::Heartbeat,
     ) {
         let mut probing = true;
         loop {
+            heartbeat.beat();
             let wakeup = self.next_wakeup();
             let timer = async {
                 match wakeup {
