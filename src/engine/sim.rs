@@ -171,6 +171,33 @@ impl Sim {
         self.start(&fresh);
     }
 
+    /// A restart: what this sim's core knows is captured as `decisions.json`
+    /// would hold it, and resumed into a new core `after` later (virtual
+    /// time) while the wall clock moved `wall_after`. Returns the new sim
+    /// (not started: call `start` or `first_round` first), the resumed
+    /// answers and how many checks resumed.
+    pub fn restarted(
+        &self,
+        after: Duration,
+        wall_after: Duration,
+        seed: u64,
+    ) -> (Sim, Vec<Option<Answer>>, usize) {
+        use super::memory;
+        const WALL: u64 = 1_000_000_000_000;
+        let at = self.base + self.now;
+        let config = self.core.config().clone();
+        let prints = memory::fingerprints(&config);
+        let captured = memory::capture(&self.core, &prints, at, WALL);
+        let wall_later = WALL.saturating_add(u64::try_from(wall_after.as_millis()).unwrap_or(0));
+        let mut core = Core::new(config.clone(), at + after);
+        let (previous, resumed) = memory::resume(&mut core, &captured, at + after, wall_later);
+        let mut next = Sim::new(config, seed);
+        next.core = core;
+        next.base = self.base;
+        next.now = self.now + after;
+        (next, previous, resumed)
+    }
+
     /// Decides the first answers; `previous` as resumed from memory.
     pub fn start(&mut self, previous: &[Option<Answer>]) {
         let at = self.base + self.now;

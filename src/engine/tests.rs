@@ -48,6 +48,23 @@ targets = [
     crate::config::validate(Path::new("t.toml"), &text, &|_: &Path| Ok(ZONE.to_string())).unwrap()
 }
 
+/// An engine started afresh (no memory, no first round) on `config`.
+fn fresh(metrics: &Arc<Metrics>, config: Arc<Config>, t0: Instant) -> Engine {
+    let store = StateStore::open(&config.server.state_dir).unwrap();
+    let status: StatusCell = Arc::new(ArcSwap::from_pointee(StatusView::default()));
+    let nothing = (memory::Memory::default(), &[false][..]);
+    Engine::start(
+        status,
+        metrics.clone(),
+        config,
+        store,
+        nothing,
+        vec![None],
+        t0,
+    )
+    .unwrap()
+}
+
 /// What the published snapshot serves: the alias's TXT and the serial.
 fn served(engine: &Engine) -> (String, u32) {
     let snap = engine.cell.load();
@@ -74,20 +91,9 @@ fn on_disk(dir: &Path) -> u32 {
 async fn a_change_waits_until_its_serial_is_persisted() {
     let dir = tempfile::tempdir().unwrap();
     let config = Arc::new(config(dir.path()));
-    let store = StateStore::open(&config.server.state_dir).unwrap();
-    let status: StatusCell = Arc::new(ArcSwap::from_pointee(StatusView::default()));
     let metrics = Arc::new(Metrics::new());
     let t0 = Instant::now();
-    let mut engine = Engine::start(
-        status,
-        metrics.clone(),
-        config,
-        store,
-        (memory::Memory::default(), &[false]),
-        vec![None],
-        t0,
-    )
-    .unwrap();
+    let mut engine = fresh(&metrics, config, t0);
     assert_eq!(served(&engine), ("PDX1".to_string(), 7));
     assert_eq!(on_disk(dir.path()), 7);
 
@@ -144,20 +150,9 @@ async fn a_change_waits_until_its_serial_is_persisted() {
 async fn a_change_undone_while_held_publishes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = Arc::new(config(dir.path()));
-    let store = StateStore::open(&config.server.state_dir).unwrap();
-    let status: StatusCell = Arc::new(ArcSwap::from_pointee(StatusView::default()));
     let t0 = Instant::now();
     let metrics = Arc::new(Metrics::new());
-    let mut engine = Engine::start(
-        status,
-        metrics,
-        config,
-        store,
-        (memory::Memory::default(), &[false]),
-        vec![None],
-        t0,
-    )
-    .unwrap();
+    let mut engine = fresh(&metrics, config, t0);
     let blocker = dir.path().join(".serials.json.tmp");
     std::fs::create_dir(&blocker).unwrap();
     engine.report("pdx", false, "alarm".into(), "test").unwrap();
@@ -177,20 +172,9 @@ async fn a_change_undone_while_held_publishes_nothing() {
 async fn a_reload_that_cannot_be_persisted_or_built_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = Arc::new(config(dir.path()));
-    let store = StateStore::open(&config.server.state_dir).unwrap();
-    let status: StatusCell = Arc::new(ArcSwap::from_pointee(StatusView::default()));
     let t0 = Instant::now();
     let metrics = Arc::new(Metrics::new());
-    let mut engine = Engine::start(
-        status,
-        metrics,
-        config.clone(),
-        store,
-        (memory::Memory::default(), &[false]),
-        vec![None],
-        t0,
-    )
-    .unwrap();
+    let mut engine = fresh(&metrics, config.clone(), t0);
     let renamed = |text: &str| {
         crate::config::validate(Path::new("t.toml"), text, &|_: &Path| Ok(ZONE.to_string()))
             .unwrap()
@@ -248,20 +232,9 @@ async fn notify_goes_out_only_once_the_new_serial_is_served() {
         dir.path(),
         "notify = [{ address = \"127.0.0.1:9\" }]",
     ));
-    let store = StateStore::open(&config.server.state_dir).unwrap();
-    let status: StatusCell = Arc::new(ArcSwap::from_pointee(StatusView::default()));
     let metrics = Arc::new(Metrics::new());
     let t0 = Instant::now();
-    let mut engine = Engine::start(
-        status,
-        metrics,
-        config,
-        store,
-        (memory::Memory::default(), &[false]),
-        vec![None],
-        t0,
-    )
-    .unwrap();
+    let mut engine = fresh(&metrics, config, t0);
     // At each announcement: the serial announced, and the one a secondary
     // asking right then would be served.
     let seen: Arc<std::sync::Mutex<Vec<(u32, u32)>>> = Arc::default();

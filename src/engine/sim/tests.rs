@@ -369,7 +369,6 @@ fn sim_a_reload_keeps_a_changed_checks_state_until_its_first_result() {
 
 #[test]
 fn sim_a_restart_resumes_answers_parking_and_damping() {
-    use super::super::memory;
     // (policy, the secondary fails at 200 s, the primary comes back at 300 s)
     for (policy, secondary_fails, primary_back) in [
         ("failback = \"manual\"", false, true),
@@ -392,17 +391,8 @@ fn sim_a_restart_resumes_answers_parking_and_damping() {
         assert_eq!(sim.answer(0), Target(1), "{policy}: {:?}", sim.moves);
         for age in [Duration::from_secs(2), Duration::from_secs(3600)] {
             // A restart `age` after the last capture.
-            let at = sim.base + sim.now;
-            let prints = memory::fingerprints(sim.core.config());
-            let memory = memory::capture(&sim.core, &prints, at, 1_000_000_000_000);
-            let unix_later = 1_000_000_000_000 + age.as_millis() as u64;
-            let mut core = Core::new(sim.core.config().clone(), at + age);
-            let (previous, _) = memory::resume(&mut core, &memory, at + age, unix_later);
+            let (mut restarted, previous, _) = sim.restarted(age, age, 4);
             assert_eq!(previous, [Some(Target(1))]);
-            let mut restarted = Sim::new(sim.core.config().clone(), 4);
-            restarted.core = core;
-            restarted.base = sim.base;
-            restarted.now = sim.now + age;
             restarted.first_round();
             restarted.start(&previous);
             assert_eq!(
@@ -714,7 +704,6 @@ targets = [
 /// (the primary) and moves the users parked on the secondary.
 #[test]
 fn sim_a_restart_while_recovering_from_isolation_moves_nothing() {
-    use super::super::memory;
     let text = TWO.replace(
         "name = \"desktop.example.com\"",
         "name = \"desktop.example.com\"\nfailback = \"manual\"",
@@ -739,21 +728,9 @@ fn sim_a_restart_while_recovering_from_isolation_moves_nothing() {
     }
     assert!(sim.core.checks().iter().all(|c| !c.state.state.healthy()));
     assert_eq!(sim.answer(0), Target(1));
-    let at = sim.base + sim.now;
-    let unix = 1_000_000_000_000;
-    let memory = memory::capture(
-        &sim.core,
-        &memory::fingerprints(sim.core.config()),
-        at,
-        unix,
-    );
-    let mut core = Core::new(sim.core.config().clone(), at);
-    let (previous, resumed) = memory::resume(&mut core, &memory, at, unix + 1000);
+    let (mut restarted, previous, resumed) =
+        sim.restarted(Duration::ZERO, Duration::from_secs(1), 9);
     assert_eq!(resumed, 2);
-    let mut restarted = Sim::new(sim.core.config().clone(), 9);
-    restarted.core = core;
-    restarted.base = sim.base;
-    restarted.now = sim.now;
     restarted.start(&previous);
     assert_eq!(
         restarted.answer(0),
@@ -852,7 +829,6 @@ fn sim_a_prober_outage_with_a_long_dead_region_moves_nothing() {
 /// secondary instead of following `all_down`, as it does with no restart.
 #[test]
 fn sim_a_restart_does_not_make_an_old_outage_look_like_isolation() {
-    use super::super::memory;
     let mut sim = Sim::new(config(TWO), 21);
     sim.refuse_when(|i, t| match i {
         0 => t >= secs(100.0),
@@ -867,21 +843,9 @@ fn sim_a_restart_does_not_make_an_old_outage_look_like_isolation() {
         sim.run_until(secs(t));
     }
     assert!(sim.core.checks()[1].state.state.healthy());
-    let at = sim.base + sim.now;
-    let unix = 1_000_000_000_000;
-    let memory = memory::capture(
-        &sim.core,
-        &memory::fingerprints(sim.core.config()),
-        at,
-        unix,
-    );
-    let mut core = Core::new(sim.core.config().clone(), at);
-    let (previous, resumed) = memory::resume(&mut core, &memory, at, unix + 1000);
+    let (mut restarted, previous, resumed) =
+        sim.restarted(Duration::ZERO, Duration::from_secs(1), 22);
     assert_eq!(resumed, 2);
-    let mut restarted = Sim::new(sim.core.config().clone(), 22);
-    restarted.core = core;
-    restarted.base = sim.base;
-    restarted.now = sim.now;
     restarted.refuse_when(|i, t| match i {
         0 => t >= secs(100.0),
         _ => t >= secs(2000.0),
