@@ -42,23 +42,6 @@ pub fn build_probers(checks: &[CheckSpec]) -> anyhow::Result<Vec<Option<Arc<Prob
         .collect()
 }
 
-/// A check's health and since when it holds, composites evaluated over their
-/// members (config validation guarantees there are no cycles).
-pub fn effective(specs: &[CheckSpec], states: &[CheckState], i: usize) -> (bool, Instant) {
-    match &specs[i].probe {
-        ProbeSpec::Composite { rule, members } => {
-            let results: Vec<(bool, Instant)> = members
-                .iter()
-                .map(|&m| effective(specs, states, m))
-                .collect();
-            let healthy = results.iter().filter(|r| r.0).count();
-            let since = results.iter().map(|r| r.1).max().unwrap_or(states[i].since);
-            (rule.holds(healthy, members.len()), since)
-        }
-        _ => (states[i].state.healthy(), states[i].since),
-    }
-}
-
 /// Runs every check once, concurrently, with `max(fall, attempts)` quick
 /// attempts each: the result sets the state directly, so one lost probe must
 /// not start a check Down. Bounded by the longest such round.
