@@ -327,12 +327,9 @@ impl Core {
         went
     }
 
-    /// Decides again the aliases something touched (or, with `sweep`, all of
-    /// them: timers and commands); returns those whose decision changed.
-    pub fn reevaluate(&mut self, now: Instant, unix: u64, sweep: bool) -> Vec<Change> {
-        if sweep {
-            self.mark_all();
-        }
+    /// Decides again the aliases something touched (an event, a due timer,
+    /// an override or release); returns those whose decision changed.
+    pub fn reevaluate(&mut self, now: Instant, unix: u64) -> Vec<Change> {
         let dirty = std::mem::take(&mut self.dirty);
         let mut changes = Vec::new();
         for i in dirty {

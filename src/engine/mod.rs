@@ -308,11 +308,11 @@ impl Engine {
         }
     }
 
-    /// Decides again what changed (all aliases with `sweep`); publishes a
+    /// Decides again what changed; publishes a
     /// new snapshot if any answer moved (or a held change can now be
     /// persisted). `cause` is when the event that moved it happened.
-    fn reevaluate(&mut self, now: Instant, sweep: bool, cause: Option<Instant>) {
-        let changes = self.core.reevaluate(now, unix_now(), sweep);
+    fn reevaluate(&mut self, now: Instant, cause: Option<Instant>) {
+        let changes = self.core.reevaluate(now, unix_now());
         let mut moved = false;
         for c in &changes {
             let alias = &self.config.aliases[c.alias];
@@ -399,7 +399,7 @@ impl Engine {
         };
         let now = Instant::now();
         if result.is_ok() {
-            self.reevaluate(now, true, None);
+            self.reevaluate(now, None);
             self.publish_status(now);
         }
         let _ = reply.send(result);
@@ -448,7 +448,7 @@ impl Engine {
                     let cpu = telemetry::thread_cpu();
                     let at = result.at;
                     self.observe(result, now);
-                    self.reevaluate(now, false, Some(at));
+                    self.reevaluate(now, Some(at));
                     self.status_due
                         .get_or_insert(now + STATUS_EVERY.max(self.status_cost.saturating_mul(10)));
                     self.metrics.engine.busy(telemetry::thread_cpu().saturating_sub(cpu));
@@ -461,14 +461,7 @@ impl Engine {
                 () = timer => {
                     let now = Instant::now();
                     let cpu = telemetry::thread_cpu();
-                    if self.core.next_recheck().is_some_and(|at| at <= now)
-                        || self.persist.due(now)
-                    {
-                        self.drop_stale_overrides();
-                        let stale = self.core.fire(now);
-                        self.log_stale(stale);
-                        self.reevaluate(now, false, None);
-                    }
+                    self.due(now);
                     if self.memory_due <= now {
                         self.remember(now);
                     }
@@ -478,6 +471,17 @@ impl Engine {
                     self.metrics.engine.busy(telemetry::thread_cpu().saturating_sub(cpu));
                 }
             }
+        }
+    }
+
+    /// What comes due at `now` with no event: expired overrides, pending
+    /// failbacks, stale reports, a persist retry.
+    fn due(&mut self, now: Instant) {
+        if self.core.next_recheck().is_some_and(|at| at <= now) || self.persist.due(now) {
+            self.drop_stale_overrides();
+            let stale = self.core.fire(now);
+            self.log_stale(stale);
+            self.reevaluate(now, None);
         }
     }
 

@@ -252,7 +252,7 @@ impl Sim {
             let at = self.base + self.now;
             if timer {
                 self.core.fire(at);
-                self.settle(false);
+                self.settle();
                 continue;
             }
             let Some(Reverse((_, event))) = self.queue.pop() else {
@@ -279,16 +279,16 @@ impl Sim {
                         detail: String::new(),
                     };
                     self.core.observe(i, outcome, at);
-                    self.settle(false);
+                    self.settle();
                 }
             }
         }
         self.now = self.now.max(until);
     }
 
-    fn settle(&mut self, sweep: bool) {
+    fn settle(&mut self) {
         let at = self.base + self.now;
-        for c in self.core.reevaluate(at, 0, sweep) {
+        for c in self.core.reevaluate(at, 0) {
             if c.after.answer != c.before.answer {
                 self.moves.push(Move {
                     at: self.now,

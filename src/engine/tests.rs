@@ -102,7 +102,7 @@ async fn a_change_waits_until_its_serial_is_persisted() {
     let blocker = dir.path().join(".serials.json.tmp");
     std::fs::create_dir(&blocker).unwrap();
     engine.report("pdx", false, "alarm".into(), "test").unwrap();
-    engine.reevaluate(t0, true, None);
+    engine.reevaluate(t0, None);
     engine.publish_status(t0);
     assert_eq!(
         served(&engine),
@@ -123,7 +123,7 @@ async fn a_change_waits_until_its_serial_is_persisted() {
     // The retry is the engine's next wakeup; before it, nothing is tried.
     let retry = engine.persist.retry_at().unwrap();
     assert_eq!(retry, t0 + persist::FIRST_RETRY);
-    engine.reevaluate(retry, true, None);
+    engine.due(retry);
     assert_eq!(engine.persist.failing().unwrap().failures, 2);
     assert_eq!(
         engine.persist.retry_at().unwrap(),
@@ -134,7 +134,7 @@ async fn a_change_waits_until_its_serial_is_persisted() {
     // Writable again: the next retry publishes the held change, persisted.
     std::fs::remove_dir(&blocker).unwrap();
     let retry = engine.persist.retry_at().unwrap();
-    engine.reevaluate(retry, true, None);
+    engine.due(retry);
     engine.publish_status(retry);
     let (id, serial) = served(&engine);
     assert_eq!((id.as_str(), serial), ("IAD2", 8));
@@ -156,12 +156,12 @@ async fn a_change_undone_while_held_publishes_nothing() {
     let blocker = dir.path().join(".serials.json.tmp");
     std::fs::create_dir(&blocker).unwrap();
     engine.report("pdx", false, "alarm".into(), "test").unwrap();
-    engine.reevaluate(t0, true, None);
+    engine.reevaluate(t0, None);
     engine.report("pdx", true, "ok".into(), "test").unwrap();
-    engine.reevaluate(t0, true, None);
+    engine.reevaluate(t0, None);
     std::fs::remove_dir(&blocker).unwrap();
     let retry = engine.persist.retry_at().unwrap();
-    engine.reevaluate(retry, true, None);
+    engine.due(retry);
     // The disk works again and nothing differs from what is served.
     assert!(engine.persist.failing().is_none());
     assert_eq!(served(&engine), ("PDX1".to_string(), 7));
@@ -251,7 +251,7 @@ async fn notify_goes_out_only_once_the_new_serial_is_served() {
         engine
             .report("pdx", healthy, "alarm".into(), "test")
             .unwrap();
-        engine.reevaluate(Instant::now(), true, None);
+        engine.reevaluate(Instant::now(), None);
     }
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 3, "{seen:?}");

@@ -359,7 +359,7 @@ fn sim_a_reload_keeps_a_changed_checks_state_until_its_first_result() {
     };
     sim.core.observe(0, up, at);
     assert!(sim.core.checks()[0].state.state.healthy());
-    let changes = sim.core.reevaluate(at, 0, false);
+    let changes = sim.core.reevaluate(at, 0);
     assert_eq!(
         sim.answer(0),
         Target(1),
@@ -474,7 +474,7 @@ targets = [
         sim.run_until(secs(f64::from(s)));
         let at = sim.base + sim.now;
         sim.core.report(0, ok.clone(), at);
-        sim.settle(false);
+        sim.settle();
     }
     assert_eq!(sim.answer(0), Target(0));
     sim.run_until(secs(600.0));
@@ -510,7 +510,7 @@ fn sim_an_expiring_override_does_not_grow_the_timer_heap() {
         },
     );
     sim.core.set_overrides(overrides);
-    sim.core.reevaluate(sim.base, unix0, true);
+    sim.core.reevaluate(sim.base, unix0);
     assert_eq!(sim.answer(0), Target(1));
     let ok = Outcome {
         ok: true,
@@ -522,7 +522,7 @@ fn sim_an_expiring_override_does_not_grow_the_timer_heap() {
         let elapsed = Duration::from_millis(k * 5_000 + (k * 137) % 1000);
         let at = sim.base + elapsed;
         sim.core.observe((k % 2) as usize, ok.clone(), at);
-        sim.core.reevaluate(at, unix0 + elapsed.as_secs(), false);
+        sim.core.reevaluate(at, unix0 + elapsed.as_secs());
     }
     assert_eq!(sim.answer(0), Target(1));
     assert!(
@@ -682,7 +682,7 @@ targets = [
     for k in 0..20_000u64 {
         last = sim.base + Duration::from_millis(k * 10);
         sim.core.report(0, ok.clone(), last);
-        sim.core.reevaluate(last, 0, false);
+        sim.core.reevaluate(last, 0);
     }
     assert!(
         sim.core.timer_count() < 10,
