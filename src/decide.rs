@@ -71,8 +71,6 @@ impl Policy {
 /// evidence points at the prober, not at the Regions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hold {
-    /// Nothing holds the answer.
-    None,
     /// Every target's checks began failing within one interval of each other.
     Isolated,
     /// A canary check (something that is not a Region) is failing.
@@ -178,7 +176,6 @@ impl fmt::Display for Reason {
                     "canary check failing: the prober is cut off; keeping the answer"
                 )
             }
-            Reason::Held(Hold::None) => write!(f, "kept"),
         }
     }
 }
@@ -201,7 +198,7 @@ pub fn decide(
     policy: &Policy,
     targets: &[TargetHealth],
     previous: Option<Answer>,
-    hold: Hold,
+    hold: Option<Hold>,
     now: Instant,
 ) -> Decision {
     let settled = |answer, reason| Decision {
@@ -213,7 +210,7 @@ pub fn decide(
         Answer::Target(i) => i < targets.len(),
         Answer::NoData | Answer::ServFail => true,
     };
-    if hold != Hold::None
+    if let Some(hold) = hold
         && let Some(kept) = previous.filter(|&a| known(a))
     {
         return settled(kept, Reason::Held(hold));

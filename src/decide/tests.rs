@@ -44,7 +44,7 @@ fn targets(pattern: &str, now: Instant) -> Vec<TargetHealth> {
 fn answer(p: &Policy, pattern: &str, previous: Option<Answer>) -> Decision {
     // A fixed point far enough from the process start that subtraction works.
     let now = Instant::now() + AFTER * 4;
-    decide(p, &targets(pattern, now), previous, Hold::None, now)
+    decide(p, &targets(pattern, now), previous, None, now)
 }
 
 use Answer::{NoData, ServFail, Target};
@@ -95,7 +95,7 @@ fn pending_failback_names_when_to_look_again() {
         &policy(AllDown::Primary, Failback::Auto),
         &t,
         Some(Target(1)),
-        Hold::None,
+        None,
         now,
     );
     assert_eq!(d.answer, Target(1));
@@ -105,7 +105,7 @@ fn pending_failback_names_when_to_look_again() {
         &policy(AllDown::Primary, Failback::Auto),
         &t,
         Some(Target(1)),
-        Hold::None,
+        None,
         t[0].since + AFTER,
     );
     assert_eq!(later.answer, Target(0));
@@ -214,7 +214,7 @@ fn a_failback_wait_past_the_clock_never_comes_due_and_never_panics() {
             pending: false,
         },
     ];
-    let d = decide(&policy, &targets, Some(Answer::Target(1)), Hold::None, now);
+    let d = decide(&policy, &targets, Some(Answer::Target(1)), None, now);
     assert_eq!(d.answer, Answer::Target(1));
     assert_eq!(d.recheck_at, None);
 }
@@ -233,10 +233,10 @@ fn failover_waits_for_a_confirmed_destination() {
     let now = Instant::now() + AFTER * 4;
     let p = Policy::default();
     let t = confirmed("DUU", &[false, false, true], now);
-    let d = decide(&p, &t, Some(Target(0)), Hold::None, now);
+    let d = decide(&p, &t, Some(Target(0)), None, now);
     assert_eq!(d.answer, Target(2), "the best confirmed target: {d:?}");
     let t = confirmed("DU", &[true, false], now);
-    let d = decide(&p, &t, Some(Target(0)), Hold::None, now);
+    let d = decide(&p, &t, Some(Target(0)), None, now);
     assert_eq!(d.answer, Target(0));
     assert_eq!(
         d.reason,
@@ -246,12 +246,9 @@ fn failover_waits_for_a_confirmed_destination() {
         }
     );
     // At start nothing was answered: the best healthy target, confirmed or not.
-    assert_eq!(decide(&p, &t, None, Hold::None, now).answer, Target(1));
+    assert_eq!(decide(&p, &t, None, None, now).answer, Target(1));
     // Recovering from NODATA needs no confirmation either.
-    assert_eq!(
-        decide(&p, &t, Some(NoData), Hold::None, now).answer,
-        Target(1)
-    );
+    assert_eq!(decide(&p, &t, Some(NoData), None, now).answer, Target(1));
 }
 
 #[test]
@@ -265,12 +262,12 @@ fn a_hold_keeps_any_answer() {
             ("UU", Target(1)),
             ("UU", NoData),
         ] {
-            let d = decide(&p, &targets(pattern, now), Some(previous), hold, now);
+            let d = decide(&p, &targets(pattern, now), Some(previous), Some(hold), now);
             assert_eq!(d.answer, previous, "{hold:?} {pattern}");
             assert_eq!(d.reason, Reason::Held(hold));
         }
         // Nothing answered yet: a hold has nothing to keep.
-        let d = decide(&p, &targets("DU", now), None, hold, now);
+        let d = decide(&p, &targets("DU", now), None, Some(hold), now);
         assert_eq!(d.answer, Target(1));
     }
 }
@@ -284,7 +281,7 @@ fn a_failback_to_the_second_best_keeps_the_timer_of_the_best() {
         &policy(AllDown::Primary, Failback::Auto),
         &t,
         Some(Target(2)),
-        Hold::None,
+        None,
         now,
     );
     assert_eq!(d.answer, Target(1));
@@ -320,7 +317,7 @@ fn failover_waits_for_a_better_target_whose_latest_round_failed() {
     let p = Policy::default();
     let mut t = confirmed("DUU", &[false, false, true], now);
     t[1].pending = true;
-    let d = decide(&p, &t, Some(Target(0)), Hold::None, now);
+    let d = decide(&p, &t, Some(Target(0)), None, now);
     assert_eq!(d.answer, Target(0), "not past #1 to #2: {d:?}");
     assert_eq!(
         d.reason,
@@ -331,8 +328,5 @@ fn failover_waits_for_a_better_target_whose_latest_round_failed() {
     );
     // Once #1 is down, #2 takes over.
     t[1].healthy = false;
-    assert_eq!(
-        decide(&p, &t, Some(Target(0)), Hold::None, now).answer,
-        Target(2)
-    );
+    assert_eq!(decide(&p, &t, Some(Target(0)), None, now).answer, Target(2));
 }

@@ -469,11 +469,11 @@ impl Core {
             };
         }
         let hold = if self.canary_failing {
-            Hold::Canary
+            Some(Hold::Canary)
         } else if self.aliases[i].isolated {
-            Hold::Isolated
+            Some(Hold::Isolated)
         } else {
-            Hold::None
+            None
         };
         let policy = Policy {
             failback_after: self.failback_after(i, now),
