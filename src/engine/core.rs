@@ -292,7 +292,7 @@ impl Core {
 
     /// Applies `on_stale` to external checks whose reports stopped; returns
     /// the checks that went stale now.
-    pub fn expire_reports(&mut self, now: Instant) -> Vec<usize> {
+    fn expire_reports(&mut self, now: Instant) -> Vec<usize> {
         let mut went = Vec::new();
         for i in 0..self.checks.len() {
             let ProbeSpec::External {
