@@ -36,6 +36,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // timeout), so a reload asked for meanwhile is done once ready.
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let store = StateStore::open(&config.server.state_dir)?;
+    crate::xfr::client::check_sources(&config.server.query_source)?;
     // The admin API comes up first so /readyz can say "starting".
     let status: StatusCell = Arc::new(ArcSwap::from_pointee(StatusView::default()));
     let ready = Arc::new(AtomicBool::new(false));

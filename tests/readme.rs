@@ -8,37 +8,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::bin;
-
-/// (file name, contents) of every named block in README.md.
-fn named_blocks() -> Vec<(String, String)> {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let mut out = Vec::new();
-    let mut lines = readme.lines();
-    while let Some(line) = lines.next() {
-        if !line.starts_with("```") {
-            continue;
-        }
-        let body: Vec<&str> = lines
-            .by_ref()
-            .take_while(|l| !l.starts_with("```"))
-            .collect();
-        let Some(first) = body.first() else { continue };
-        let name = first
-            .strip_prefix("# ")
-            .or_else(|| first.strip_prefix("; "))
-            .and_then(|rest| rest.split_whitespace().next());
-        if let Some(name) = name.filter(|n| {
-            [".toml", ".key", ".zone", ".conf"]
-                .iter()
-                .any(|ext| n.ends_with(ext))
-        }) {
-            out.push((name.to_string(), body.join("\n") + "\n"));
-        }
-    }
-    out
-}
+use support::{bin, named_blocks};
 
 /// The program at /usr/sbin (daemons' tools), else by PATH.
 fn sbin(program: &str) -> PathBuf {

@@ -281,3 +281,37 @@ fn a_reload_moving_state_dir_says_it_waits_for_a_restart() {
     assert!(dir.path().join("state/serials.json").exists());
     assert!(!dir.path().join("state2").exists());
 }
+
+#[test]
+fn a_query_source_that_is_not_on_this_host_is_refused_at_reload_and_at_start() {
+    let pdx = Endpoint::start("ok");
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_token(
+        dir.path(),
+        &config(("us-west-2", "PDX1"), ("us-east-1", "IAD2"), &pdx),
+    );
+    let path = dir.path().join("txtfailover.toml");
+    let good = std::fs::read_to_string(&path).unwrap();
+    // 192.0.2.1 (TEST-NET-1) is no address of a test host.
+    let bad = good.replacen(
+        "[server]\n",
+        "[server]\nquery_source = [\"192.0.2.1\"]\n",
+        1,
+    );
+    std::fs::write(&path, &bad).unwrap();
+    let (code, text) = reload(&s);
+    assert_eq!(code, 400, "{text}");
+    assert!(
+        text.contains("query_source 192.0.2.1 cannot be bound")
+            && text.contains("keeping the running configuration"),
+        "{text}"
+    );
+    assert_eq!(s.txt("desktop.example.com."), ["PDX1"]);
+    drop(s);
+    let (ok, _, err) = cli(&["serve", "--config", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("query_source 192.0.2.1 cannot be bound"),
+        "{err}"
+    );
+}

@@ -8,7 +8,7 @@ mod raw;
 mod transfer;
 
 use std::collections::HashSet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -136,6 +136,34 @@ pub struct ServerConfig {
     pub tcp_max_connection_lifetime: Duration,
     /// Unless `serve --log-format` says otherwise.
     pub log_format: LogFormat,
+    /// Where NOTIFY, SOA queries and transfers are sent from.
+    pub query_source: QuerySource,
+}
+
+/// `[server] query_source`: at most one source address per family; the
+/// kernel picks one for a family not given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuerySource {
+    pub v4: Option<Ipv4Addr>,
+    pub v6: Option<Ipv6Addr>,
+}
+
+impl QuerySource {
+    /// The source for talking to `peer`, if one is set for its family.
+    pub fn for_peer(&self, peer: IpAddr) -> Option<IpAddr> {
+        match peer {
+            IpAddr::V4(_) => self.v4.map(IpAddr::V4),
+            IpAddr::V6(_) => self.v6.map(IpAddr::V6),
+        }
+    }
+
+    /// Every address set.
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> {
+        self.v4
+            .map(IpAddr::V4)
+            .into_iter()
+            .chain(self.v6.map(IpAddr::V6))
+    }
 }
 
 /// `tcp_max_per_source` when not set: RFC 7766 §6.2.2 asks clients for one
@@ -299,8 +327,10 @@ pub fn validate(
         base,
         problems: Vec::new(),
         warnings: Vec::new(),
+        query_source: QuerySource::default(),
     };
     let server = v.server(raw.server.as_ref(), read);
+    v.query_source = server.query_source;
     let rrl = v.rrl(raw.rrl.as_ref());
     let (admin_listen, admin_tokens) = v.admin(raw.admin.as_ref(), read, &server.listen);
     let admin_limits = v.admin_limits(raw.admin.as_ref());
@@ -397,6 +427,8 @@ struct Validator<'a> {
     base: PathBuf,
     problems: Vec<Problem>,
     warnings: Vec<Problem>,
+    /// `[server] query_source`, given to every peer as it is read.
+    query_source: QuerySource,
 }
 
 fn is_connection_id(s: &str) -> bool {
@@ -618,7 +650,48 @@ impl Validator<'_> {
                 raw.log_format.as_ref(),
                 &[("text", LogFormat::Text), ("json", LogFormat::Json)],
             ),
+            query_source: self.query_source(raw.query_source.as_deref()),
         }
+    }
+
+    /// `[server] query_source`: IP addresses, one per family, each a unicast
+    /// address a socket can be bound to.
+    fn query_source(&mut self, raw: Option<&[Spanned<String>]>) -> QuerySource {
+        let mut out = QuerySource::default();
+        for item in raw.unwrap_or(&[]) {
+            let text = item.get_ref();
+            let Ok(ip) = text.parse::<IpAddr>() else {
+                self.err(
+                    &item.span(),
+                    format!("query_source {text:?} is not an IP address"),
+                    "write one address per family, without a port: e.g. [\"192.0.2.1\", \"2001:db8::1\"]",
+                );
+                continue;
+            };
+            if ip.is_unspecified() || ip.is_multicast() || ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
+                self.err(
+                    &item.span(),
+                    format!("query_source {ip} cannot be a source address"),
+                    "name one of this host's unicast addresses, or leave the family out to let the kernel choose",
+                );
+                continue;
+            }
+            let taken = match ip {
+                IpAddr::V4(a) => out.v4.replace(a).is_some(),
+                IpAddr::V6(a) => out.v6.replace(a).is_some(),
+            };
+            if taken {
+                self.err(
+                    &item.span(),
+                    format!(
+                        "query_source has a second {} address, {ip}",
+                        if ip.is_ipv4() { "IPv4" } else { "IPv6" }
+                    ),
+                    "give at most one IPv4 and one IPv6 address",
+                );
+            }
+        }
+        out
     }
 
     /// `[server] cookie_secret_file`: 32 hex digits (16 bytes).

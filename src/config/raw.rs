@@ -78,6 +78,8 @@ pub struct RawServer {
     pub version: Option<Spanned<String>>,
     /// "text" or "json".
     pub log_format: Option<Spanned<String>>,
+    /// Source addresses of NOTIFY, SOA queries and transfers, one per family.
+    pub query_source: Option<Vec<Spanned<String>>>,
 }
 
 /// Response rate limiting (UDP).

@@ -960,3 +960,36 @@ fn a_region_without_workspaces_warns() {
     assert!(regions[0].contains("\"us-wst-1\""), "{regions:?}");
     assert_eq!(c.aliases[0].targets[1].region, "us-wst-1", "still served");
 }
+
+#[test]
+fn query_source_gives_each_peer_the_address_of_its_family() {
+    let c = run(
+        "notify = [{ address = \"192.0.2.53:53\" }, { address = \"[2001:db8::53]:53\" }]\n\
+         \n[[zone]]\norigin = \"other.org\"\nprimaries = [{ address = \"192.0.2.1:53\" }]\n\
+         \n[server]\nquery_source = [\"198.51.100.7\", \"2001:db8::7\"]\n",
+    )
+    .unwrap();
+    let notify = &c.zones[0].policy.notify;
+    assert_eq!(notify[0].source, Some("198.51.100.7".parse().unwrap()));
+    assert_eq!(notify[1].source, Some("2001:db8::7".parse().unwrap()));
+    assert_eq!(
+        c.secondaries[0].primaries[0].source,
+        Some("198.51.100.7".parse().unwrap())
+    );
+    // A family not given is left to the kernel.
+    let c = run("notify = [{ address = \"[2001:db8::53]:53\" }]\n\n[server]\nquery_source = [\"127.0.0.2\"]\n")
+        .unwrap();
+    assert_eq!(c.zones[0].policy.notify[0].source, None);
+}
+
+#[test]
+fn query_source_mistakes_are_pinned_to_their_line() {
+    let server = |list: &str| format!("\n[server]\nquery_source = [\n{list}\n]\n");
+    fails(&server("\"192.0.2.1:53\""), "is not an IP address", 7);
+    fails(&server("\"0.0.0.0\""), "cannot be a source address", 7);
+    fails(
+        &server("\"192.0.2.1\",\n\"192.0.2.2\""),
+        "a second IPv4 address, 192.0.2.2",
+        8,
+    );
+}

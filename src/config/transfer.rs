@@ -81,6 +81,9 @@ fn canonical(ip: IpAddr) -> IpAddr {
 pub struct Remote {
     pub addr: SocketAddr,
     pub key: Option<Name>,
+    /// The address we send from (`[server] query_source` of this family):
+    /// peers' ACLs name one address of a host that may have several.
+    pub source: Option<IpAddr>,
 }
 
 /// How a zone is replicated, whatever its source.
@@ -467,7 +470,11 @@ impl Validator<'_> {
             let r = r.get_ref();
             let key = r.key.as_ref().and_then(|k| self.key_ref(k, keys));
             match r.address.get_ref().parse::<SocketAddr>() {
-                Ok(addr) => out.push(Remote { addr, key }),
+                Ok(addr) => out.push(Remote {
+                    addr,
+                    key,
+                    source: self.query_source.for_peer(addr.ip()),
+                }),
                 Err(_) => self.err(
                     &r.address.span(),
                     format!("{field} address {:?} is not IP:port", r.address.get_ref()),

@@ -541,15 +541,20 @@ pub async fn request_reload(
     let loaded = tokio::task::spawn_blocking(move || crate::config::load(&path))
         .await
         .map_err(|e| format!("reload task failed: {e}"))?;
+    let refused = |e: String| {
+        tracing::error!("reload refused, keeping the running configuration:\n{e}");
+        Err(format!(
+            "reload refused, keeping the running configuration:\n{e}"
+        ))
+    };
     let config = match loaded {
         Ok(c) => c,
-        Err(e) => {
-            tracing::error!("reload refused, keeping the running configuration:\n{e}");
-            return Err(format!(
-                "reload refused, keeping the running configuration:\n{e}"
-            ));
-        }
+        Err(e) => return refused(e.to_string()),
     };
+    // What only this host can tell: a source address it does not have.
+    if let Err(e) = crate::xfr::client::check_sources(&config.server.query_source) {
+        return refused(format!("{e:#}"));
+    }
     let (reply, answer) = oneshot::channel();
     commands
         .send(Command::Reload {

@@ -2,16 +2,16 @@
 //! other servers over plain sockets, TSIG-signed when a key is configured
 //! (and every signed answer verified).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigVerifier};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::{TcpSocket, UdpSocket};
 
-use crate::config::Remote;
+use crate::config::{QuerySource, Remote};
 use crate::xfr::tsig::Keyring;
 
 /// A UDP exchange gives up after this long.
@@ -63,6 +63,39 @@ fn accept(out: &mut Outgoing, bytes: &[u8], remote: &Remote) -> anyhow::Result<O
     Ok(Some(message))
 }
 
+/// Where to send to `remote` from: its `query_source`, else any address
+/// of its family; the port is the kernel's choice.
+fn local(remote: &Remote) -> SocketAddr {
+    let ip = remote.source.unwrap_or(if remote.addr.is_ipv6() {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    });
+    SocketAddr::new(ip, 0)
+}
+
+/// Whether every `query_source` address is one of this host's: checked
+/// before a config is used, so a typo is refused at start or reload, not
+/// found later on each NOTIFY.
+pub fn check_sources(sources: &QuerySource) -> anyhow::Result<()> {
+    for ip in sources.addresses() {
+        std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).with_context(|| {
+            format!("query_source {ip} cannot be bound: is it an address of this host?")
+        })?;
+    }
+    Ok(())
+}
+
+fn bind_failed(remote: &Remote) -> String {
+    match remote.source {
+        Some(ip) => format!(
+            "cannot send from query_source {ip} to {}: is it an address of this host?",
+            remote.addr
+        ),
+        None => format!("cannot open a socket to {}", remote.addr),
+    }
+}
+
 fn question(origin: &Name, rtype: RecordType, op: OpCode) -> Message {
     let mut m = Message::query();
     m.metadata.op_code = op;
@@ -79,12 +112,9 @@ async fn udp_exchange(
     keys: &Keyring,
 ) -> anyhow::Result<Message> {
     let mut out = prepare(message, remote, keys)?;
-    let bind: SocketAddr = if remote.addr.is_ipv6() {
-        "[::]:0".parse()?
-    } else {
-        "0.0.0.0:0".parse()?
-    };
-    let socket = UdpSocket::bind(bind).await?;
+    let socket = UdpSocket::bind(local(remote))
+        .await
+        .with_context(|| bind_failed(remote))?;
     socket.connect(remote.addr).await?;
     socket.send(&out.bytes).await?;
     let mut buf = vec![0u8; 65535];
@@ -165,7 +195,16 @@ pub async fn transfer(
     request.authorities.extend(ours.cloned());
     let mut out = prepare(request, remote, keys)?;
     tokio::time::timeout(TRANSFER_TIMEOUT, async {
-        let mut stream = TcpStream::connect(remote.addr)
+        let socket = if remote.addr.is_ipv6() {
+            TcpSocket::new_v6()?
+        } else {
+            TcpSocket::new_v4()?
+        };
+        if remote.source.is_some() {
+            socket.bind(local(remote)).with_context(|| bind_failed(remote))?;
+        }
+        let mut stream = socket
+            .connect(remote.addr)
             .await
             .with_context(|| format!("cannot connect to {}", remote.addr))?;
         let len = u16::try_from(out.bytes.len())?;
