@@ -10,6 +10,7 @@ pub mod dns;
 pub mod engine;
 pub mod fdlimit;
 pub mod health;
+pub mod import;
 pub mod logging;
 pub mod loglimit;
 pub mod metrics;

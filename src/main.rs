@@ -60,6 +60,15 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Print [[alias]] blocks from `aws workspaces describe-connection-aliases` outputs.
+    Import {
+        /// A Region and the file holding that Region's output, e.g. us-west-2=pdx.json; once per Region.
+        #[arg(long = "region", value_name = "REGION=FILE", required = true)]
+        regions: Vec<String>,
+        /// The Region answered while healthy (default: the first --region).
+        #[arg(long)]
+        primary: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -168,6 +177,7 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Command::Import { regions, primary } => return import(&regions, primary.as_deref()),
         Command::Serve { ref config, .. } | Command::Check { ref config } => config.clone(),
     };
     let path = &path;
@@ -192,7 +202,8 @@ fn main() -> ExitCode {
         | Command::Reload { .. }
         | Command::Completions { .. }
         | Command::Man
-        | Command::Token { .. } => {
+        | Command::Token { .. }
+        | Command::Import { .. } => {
             unreachable!("handled before the configuration is read")
         }
         Command::Serve { .. } => {
@@ -292,6 +303,66 @@ fn check_report(config: &Config) -> String {
 /// `man`: txtfailover(1) in roff, its SUBCOMMANDS section naming each.
 /// The `.TH` line goes first, where `man` and `whatis` look for it; the
 /// renderer puts its apostrophe string definitions before it.
+/// Largest output file `import` reads: describe-connection-aliases prints
+/// well under a kilobyte per alias.
+const MAX_IMPORT_BYTES: u64 = 16 << 20;
+
+/// `import`: the blocks on stdout, warnings on stderr; exit 1 on bad input.
+fn import(regions: &[String], primary: Option<&str>) -> ExitCode {
+    let mut sources = Vec::new();
+    for arg in regions {
+        let Some((region, file)) = arg.split_once('=') else {
+            emit_err(&format!(
+                "error: --region {arg:?} is not REGION=FILE; write e.g. --region us-west-2=pdx.json"
+            ));
+            return ExitCode::from(2);
+        };
+        let json = match read_bounded(std::path::Path::new(file), MAX_IMPORT_BYTES) {
+            Ok(j) => j,
+            Err(e) => {
+                emit_err(&format!(
+                    "error: cannot read {file}: {e}; save it with `aws workspaces describe-connection-aliases --region {region} > {file}`"
+                ));
+                return ExitCode::FAILURE;
+            }
+        };
+        sources.push(txtfailover::import::Source {
+            region: region.to_string(),
+            file: file.to_string(),
+            json,
+        });
+    }
+    match txtfailover::import::import(&sources, primary) {
+        Ok(imported) => {
+            for w in &imported.warnings {
+                emit_err(&format!("warning: {w}"));
+            }
+            emit(&imported.config);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            emit_err(&format!("error: {e}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A text file of at most `limit` bytes.
+fn read_bounded(path: &std::path::Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(limit.saturating_add(1))
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB",
+            limit >> 20
+        )));
+    }
+    Ok(text)
+}
+
 fn man_page() -> ExitCode {
     let mut out = Vec::new();
     match clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut out) {
@@ -360,7 +431,8 @@ fn operator(command: Command) -> ExitCode {
             | Command::Check { .. }
             | Command::Completions { .. }
             | Command::Man
-            | Command::Token { .. } => unreachable!("handled by main"),
+            | Command::Token { .. }
+            | Command::Import { .. } => unreachable!("handled by main"),
         }
     });
     match result {

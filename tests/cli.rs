@@ -301,3 +301,82 @@ fn check_warns_about_what_can_never_work_but_still_passes() {
         );
     }
 }
+
+/// `aws workspaces describe-connection-aliases --region R` output, as the
+/// AWS CLI prints it (one alias, its associations).
+fn aliases_output(alias_id: &str, associations: &[(&str, &str)]) -> String {
+    let associations: Vec<String> = associations
+        .iter()
+        .map(|(status, id)| {
+            format!(
+                "{{\n                    \"AssociationStatus\": \"{status}\",\n                    \"AssociatedAccountId\": \"123456789012\",\n                    \"ResourceId\": \"d-906700aa11\",\n                    \"ConnectionIdentifier\": \"{id}\"\n                }}"
+            )
+        })
+        .collect();
+    format!(
+        "{{\n    \"ConnectionAliases\": [\n        {{\n            \"ConnectionString\": \"desktop.example.com\",\n            \"AliasId\": \"{alias_id}\",\n            \"State\": \"CREATED\",\n            \"OwnerAccountId\": \"123456789012\",\n            \"Associations\": [\n                {}\n            ]\n        }}\n    ]\n}}\n",
+        associations.join(",\n")
+    )
+}
+
+#[test]
+fn import_prints_blocks_that_check_accepts_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("pdx.json"),
+        aliases_output(
+            "wsca-pdx0001",
+            &[("ASSOCIATED_WITH_OWNER_ACCOUNT", "PDXconn0001")],
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("iad.json"),
+        aliases_output(
+            "wsca-iad0001",
+            &[
+                ("PENDING_DISASSOCIATION", "IADold0001"),
+                ("ASSOCIATED_WITH_OWNER_ACCOUNT", "IADconn0001"),
+            ],
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .current_dir(d)
+        .args([
+            "import",
+            "--region",
+            "us-east-1=iad.json",
+            "--region",
+            "us-west-2=pdx.json",
+        ])
+        .args(["--primary", "us-west-2"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: desktop.example.com (us-east-1, wsca-iad0001): the association with d-906700aa11 is PENDING_DISASSOCIATION"),
+        "{stderr}"
+    );
+    // Appended as printed to a config serving the zone: `check` accepts it
+    // and serves the primary's identifier.
+    let (ok, report, err) = check(d, &stdout, ZONE);
+    assert!(ok, "{err}\n{stdout}");
+    assert!(report.contains("PDXconn0001"), "{report}");
+
+    // A missing file and a malformed argument say what to do.
+    let (ok, _, err) = cli(&["import", "--region", "us-west-2=/nonexistent/pdx.json"]);
+    assert!(!ok);
+    assert!(
+        err.contains("aws workspaces describe-connection-aliases --region us-west-2 >"),
+        "{err}"
+    );
+    let (ok, _, err) = cli(&["import", "--region", "pdx.json"]);
+    assert!(!ok);
+    assert!(err.contains("is not REGION=FILE"), "{err}");
+}
