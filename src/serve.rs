@@ -20,6 +20,7 @@ use crate::dns::options::ServerOptions;
 use crate::dns::rrl::Limiter;
 use crate::engine::{Engine, memory, unix_now_ms};
 use crate::health;
+use crate::health::alarm::AlarmBoard;
 use crate::state::StateStore;
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
@@ -59,7 +60,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         admin_state,
         config.admin_limits,
     ));
-    let probers = health::build_probers(&config.checks)?;
+    let alarms = Arc::new(AlarmBoard::default());
+    let probers = health::build_probers(&config.checks, &alarms)?;
     // Checks whose state decisions.json holds fresh need no first round:
     // a restart answers at once, and they are probed as soon as it does.
     let remembered = memory::load(&store);
@@ -85,6 +87,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Instant::now(),
     )?;
     engine.set_admin_tokens(tokens);
+    engine.set_alarm_board(alarms);
     let opts = Arc::new(ServerOptions {
         cookie_secret: config
             .server

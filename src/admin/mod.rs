@@ -7,6 +7,7 @@
 mod auth;
 mod listener;
 mod metrics;
+mod signals;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -85,6 +86,10 @@ pub fn router(state: AdminState, limits: &AdminLimits) -> Router {
         .route("/v1/checks", get(checks))
         .route("/v1/checks/{name}", guarded(put(report)))
         .route("/v1/reload", guarded(post(reload)))
+        .route(
+            "/v1/signals/eventbridge",
+            guarded(post(signals::eventbridge)),
+        )
         .route("/metrics", get(metrics))
         .route("/v1/overrides", get(overrides))
         .route(

@@ -3,6 +3,7 @@
 //! passed in, so every rule is unit-tested without touching the disk.
 
 mod admin;
+mod alarm;
 pub mod error;
 mod raw;
 mod transfer;
@@ -23,6 +24,7 @@ pub use crate::dns::rrl::RrlConfig;
 use crate::logging::LogFormat;
 use crate::zone::{StaticZone, parse_zone_with};
 pub use admin::AdminLimits;
+pub use alarm::{ALARM_TIMING, AlarmSpec, OnInsufficientData};
 use error::SourceMap;
 pub use error::{ConfigError, Problem};
 use raw::{RawAlias, RawCheck, RawConfig, RawRrl, RawServer};
@@ -222,6 +224,9 @@ pub enum ProbeSpec {
     Command {
         argv: Vec<String>,
     },
+    /// A CloudWatch alarm's state, read through the CloudWatch API (and
+    /// pushed by EventBridge).
+    CloudWatchAlarm(AlarmSpec),
     /// Not probed: healthy when enough of the member checks are.
     Composite {
         rule: Rule,
@@ -1151,8 +1156,13 @@ impl Validator<'_> {
                 );
                 continue;
             }
-            let mut timing = self.timing(c);
             let kind = c.kind.get_ref().as_str();
+            let defaults = if kind == "cloudwatch_alarm" {
+                ALARM_TIMING
+            } else {
+                Timing::default()
+            };
+            let mut timing = self.timing(c, defaults);
             if kind == "external" {
                 // Reports come from systems that debounce already: one report moves it.
                 timing.fall = c.fall.as_ref().map_or(1, |_| timing.fall);
@@ -1182,6 +1192,7 @@ impl Validator<'_> {
                 "tcp" => self.tcp(c),
                 "command" => self.command(c),
                 "external" => self.external(c),
+                "cloudwatch_alarm" => self.cloudwatch_alarm(c),
                 kind @ ("all" | "any" | "at_least") => {
                     pending.push((out.len(), c));
                     self.composite(c, kind)
@@ -1190,7 +1201,7 @@ impl Validator<'_> {
                     self.err(
                         &c.kind.span(),
                         format!("check kind {other:?} is not known"),
-                        "use \"http\", \"https\", \"tcp\", \"command\", \"external\", \"all\", \"any\" or \"at_least\"",
+                        "use \"http\", \"https\", \"tcp\", \"command\", \"external\", \"cloudwatch_alarm\", \"all\", \"any\" or \"at_least\"",
                     );
                     None
                 }
@@ -1347,8 +1358,8 @@ impl Validator<'_> {
         }
     }
 
-    fn timing(&mut self, c: &RawCheck) -> Timing {
-        let d = Timing::default();
+    /// The check's timing; `d` holds its kind's defaults.
+    fn timing(&mut self, c: &RawCheck, d: Timing) -> Timing {
         let attempts = self.int_in(
             "attempts",
             c.attempts.as_ref(),
@@ -1475,6 +1486,7 @@ impl Validator<'_> {
                 ("on_stale", c.on_stale.as_ref().map(|s| s.span())),
             ],
         );
+        self.foreign(kind, &Self::alarm_fields(c));
         let Some(url_raw) = &c.url else {
             self.err(
                 &c.name.span(),
@@ -1610,10 +1622,11 @@ impl Validator<'_> {
         })
     }
 
-    /// The HTTP-only fields (and the external ones), for reporting them on
-    /// other kinds.
+    /// The HTTP-only fields (and the external and alarm ones), for
+    /// reporting them on other kinds.
     fn http_fields(c: &RawCheck) -> Vec<(&'static str, Option<Range<usize>>)> {
-        vec![
+        let mut fields = Self::alarm_fields(c);
+        fields.extend([
             ("stale_after", c.stale_after.as_ref().map(|s| s.span())),
             ("on_stale", c.on_stale.as_ref().map(|s| s.span())),
             ("url", c.url.as_ref().map(|s| s.span())),
@@ -1623,7 +1636,8 @@ impl Validator<'_> {
             ("tls_verify", c.tls_verify.as_ref().map(|s| s.span())),
             ("expect_status", c.expect_status.as_ref().map(|s| s.span())),
             ("expect_body", c.expect_body.as_ref().map(|s| s.span())),
-        ]
+        ]);
+        fields
     }
 
     fn command(&mut self, c: &RawCheck) -> Option<ProbeSpec> {

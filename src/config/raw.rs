@@ -149,6 +149,12 @@ pub struct RawCheck {
     // external
     pub stale_after: Option<Spanned<String>>,
     pub on_stale: Option<Spanned<String>>,
+    // cloudwatch_alarm
+    pub alarm_name: Option<Spanned<String>>,
+    pub region: Option<Spanned<String>>,
+    pub endpoint_url: Option<Spanned<String>>,
+    pub account: Option<Spanned<String>>,
+    pub on_insufficient_data: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

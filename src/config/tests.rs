@@ -993,3 +993,64 @@ fn query_source_mistakes_are_pinned_to_their_line() {
         8,
     );
 }
+
+const ALARM: &str = "[[check]]\nname = \"pdx-alarm\"\nkind = \"cloudwatch_alarm\"\n";
+
+#[test]
+fn alarm_checks_have_their_own_defaults_and_fields() {
+    let c = run(&format!(
+        "{ALARM}alarm_name = \"ws-pdx\"\nregion = \"us-west-2\"\naccount = \"123456789012\"\n\
+         endpoint_url = \"https://vpce-1.monitoring.us-west-2.vpce.amazonaws.com\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.checks[0].timing, ALARM_TIMING);
+    let ProbeSpec::CloudWatchAlarm(a) = &c.checks[0].probe else {
+        panic!("{:?}", c.checks[0].probe)
+    };
+    assert_eq!(a.alarm_name, "ws-pdx");
+    assert_eq!(a.account.as_deref(), Some("123456789012"));
+    assert_eq!(a.on_insufficient_data, OnInsufficientData::Last);
+    assert!(a.endpoint_url.is_some());
+}
+
+#[test]
+fn alarm_check_mistakes_are_pinned_to_their_line() {
+    // No region: the check could never work, so the config is refused.
+    fails(
+        &format!("{ALARM}alarm_name = \"a\"\n"),
+        "has no `region`",
+        5,
+    );
+    fails(
+        &format!("{ALARM}region = \"us-west-2\"\n"),
+        "has no `alarm_name`",
+        5,
+    );
+    fails(
+        &format!("{ALARM}alarm_name = \"a\"\nregion = \"US West\"\n"),
+        "is not an AWS Region name",
+        8,
+    );
+    fails(
+        &format!("{ALARM}alarm_name = \"a\"\nregion = \"us-west-2\"\naccount = \"12\"\n"),
+        "is not an AWS account id",
+        9,
+    );
+    fails(
+        &format!(
+            "{ALARM}alarm_name = \"a\"\nregion = \"us-west-2\"\non_insufficient_data = \"maybe\"\n"
+        ),
+        "on_insufficient_data",
+        9,
+    );
+    fails(
+        &format!("{ALARM}alarm_name = \"a\"\nregion = \"us-west-2\"\nurl = \"https://x\"\n"),
+        "`url` does not apply to cloudwatch_alarm checks",
+        9,
+    );
+    fails(
+        &format!("{CHECK}alarm_name = \"a\"\n"),
+        "`alarm_name` does not apply to https checks",
+        8,
+    );
+}

@@ -247,6 +247,28 @@ impl Core {
         outcome: Outcome,
         now: Instant,
     ) -> Option<(State, State)> {
+        self.feed(check, outcome, now, false)
+    }
+
+    /// A verdict from the checked system itself (an alarm's new state,
+    /// pushed): it sets the state at once instead of counting toward
+    /// rise/fall, as the first round does.
+    pub fn assert_state(
+        &mut self,
+        check: usize,
+        outcome: Outcome,
+        now: Instant,
+    ) -> Option<(State, State)> {
+        self.feed(check, outcome, now, true)
+    }
+
+    fn feed(
+        &mut self,
+        check: usize,
+        outcome: Outcome,
+        now: Instant,
+        decisive: bool,
+    ) -> Option<(State, State)> {
         let spec = self.config.checks.get(check)?;
         if !is_leaf(&spec.probe) {
             return None;
@@ -255,7 +277,7 @@ impl Core {
         let ok = outcome.ok;
         let run = &mut self.checks[check];
         let before = run.state.state;
-        let changed = if run.awaiting_first {
+        let changed = if run.awaiting_first || decisive {
             run.awaiting_first = false;
             let to = if ok { State::Up } else { State::Down };
             let moved = run.state.force(to, now);

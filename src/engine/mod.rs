@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
 use crate::decide::Answer;
+use crate::health::alarm::AlarmBoard;
 use crate::health::{self, Outcome, ProbeResult};
 use crate::metrics::Metrics;
 use crate::snapshot::{Snapshot, SnapshotCell};
@@ -22,12 +23,14 @@ use crate::xfr::secondary;
 use crate::xfr::tsig::Keyring;
 
 pub mod core;
+pub use signals::{SignalMatch, SignalReport};
 pub mod memory;
 mod operator;
 mod persist;
 mod publish;
 mod reload;
 mod secondaries;
+mod signals;
 #[cfg(test)]
 mod sim;
 mod telemetry;
@@ -73,6 +76,8 @@ pub struct Engine {
     fingerprints: (Arc<Config>, Vec<String>),
     /// Where the admin API reads its tokens; a reload replaces them.
     admin_tokens: Option<crate::admin::TokenCell>,
+    /// What alarm checks have seen, pulled or pushed (`health::alarm`).
+    alarms: Arc<AlarmBoard>,
     metrics: Arc<Metrics>,
     /// The probe loops of the current config, and their generation.
     loops: Vec<tokio::task::JoinHandle<()>>,
@@ -113,6 +118,11 @@ pub enum Command {
     Secondary {
         origin: Name,
         event: secondary::Event,
+    },
+    /// A CloudWatch alarm's new state, pushed by EventBridge.
+    Signal {
+        event: crate::health::eventbridge::AlarmEvent,
+        reply: oneshot::Sender<SignalReport>,
     },
     /// A state pushed for an external check.
     Report {
@@ -189,6 +199,7 @@ impl Engine {
             probe_tx: None,
             webhooks: crate::webhook::start(config.webhooks.clone()),
             admin_tokens: None,
+            alarms: Arc::default(),
             status,
             status_due: None,
             status_cost: Duration::ZERO,
@@ -269,6 +280,12 @@ impl Engine {
     /// Where the admin API reads its tokens, so a reload can replace them.
     pub fn set_admin_tokens(&mut self, cell: crate::admin::TokenCell) {
         self.admin_tokens = Some(cell);
+    }
+
+    /// The board the probers of the first round were built with: reloads
+    /// build theirs with it, and pushed alarm states are ordered on it.
+    pub fn set_alarm_board(&mut self, board: Arc<AlarmBoard>) {
+        self.alarms = board;
     }
 
     pub fn status(&self) -> StatusCell {
@@ -387,6 +404,14 @@ impl Engine {
             Command::Reload { config, reply } => (self.reload(*config), reply),
             Command::Secondary { origin, event } => {
                 self.secondary_event(&origin, event);
+                return;
+            }
+            Command::Signal { event, reply } => {
+                let report = self.alarm_event(&event);
+                let now = Instant::now();
+                self.reevaluate(now, None);
+                self.publish_status(now);
+                let _ = reply.send(report);
                 return;
             }
             Command::Report {

@@ -10,7 +10,7 @@ use hickory_proto::rr::Name;
 use super::core::Core;
 use super::secondaries::SecondaryZone;
 use super::{Engine, describe};
-use crate::config::Config;
+use crate::config::{Config, ProbeSpec};
 use crate::health;
 use crate::state::{ZoneState, unix_now};
 use crate::xfr::tsig::Keyring;
@@ -34,7 +34,8 @@ impl Engine {
     /// move only for zones whose served data changed.
     pub(super) fn reload(&mut self, new: Config) -> Result<String, String> {
         let now = Instant::now();
-        let probers = health::build_probers(&new.checks).map_err(|e| format!("{e:#}"))?;
+        let probers =
+            health::build_probers(&new.checks, &self.alarms).map_err(|e| format!("{e:#}"))?;
         let new = Arc::new(new);
         let old = self.config.clone();
         // What each alias of the new config served before, by name and Region.
@@ -111,6 +112,21 @@ impl Engine {
                 return Err(message);
             }
         };
+        // An alarm check keeps what it saw only while it watches the same alarm.
+        let kept: Vec<&str> = self
+            .config
+            .checks
+            .iter()
+            .filter(|c| {
+                matches!(c.probe, ProbeSpec::CloudWatchAlarm(_))
+                    && old
+                        .checks
+                        .iter()
+                        .any(|o| o.name == c.name && o.probe == c.probe)
+            })
+            .map(|c| c.name.as_str())
+            .collect();
+        self.alarms.retain(&kept);
         if old.webhooks != self.config.webhooks {
             // The old task finishes what it has queued, then ends with its sender.
             self.webhooks = crate::webhook::start(self.config.webhooks.clone());

@@ -32,6 +32,7 @@ impl Engine {
                         ProbeSpec::Tcp { .. } => "tcp".to_string(),
                         ProbeSpec::Command { .. } => "command".to_string(),
                         ProbeSpec::External { .. } => "external".to_string(),
+                        ProbeSpec::CloudWatchAlarm(_) => "cloudwatch_alarm".to_string(),
                         ProbeSpec::Composite { rule, .. } => match rule {
                             Rule::All => "all".to_string(),
                             Rule::Any => "any".to_string(),

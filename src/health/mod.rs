@@ -1,6 +1,8 @@
 //! Health: probes run as tokio tasks, far from the query path; their results
 //! flow over a channel to the engine, which feeds the rise/fall machines.
 
+pub mod alarm;
+pub mod eventbridge;
 pub mod machine;
 pub mod probe;
 
@@ -31,13 +33,17 @@ pub struct ProbeResult {
     pub at: Instant,
 }
 
-/// One prober per probed check; None for composites, which are derived.
-pub fn build_probers(checks: &[CheckSpec]) -> anyhow::Result<Vec<Option<Arc<Prober>>>> {
+/// One prober per probed check; None for composites, which are derived,
+/// and external checks, which are told. Alarm checks share `alarms`.
+pub fn build_probers(
+    checks: &[CheckSpec],
+    alarms: &Arc<alarm::AlarmBoard>,
+) -> anyhow::Result<Vec<Option<Arc<Prober>>>> {
     checks
         .iter()
         .map(|c| match &c.probe {
             ProbeSpec::Composite { .. } | ProbeSpec::External { .. } => Ok(None),
-            probe => Prober::new(probe, c.timing.timeout).map(|p| Some(Arc::new(p))),
+            _ => Prober::for_check(c, alarms).map(|p| Some(Arc::new(p))),
         })
         .collect()
 }

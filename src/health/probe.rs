@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::net::TcpStream;
 
+use std::sync::Arc;
+
+use super::alarm::{AlarmBoard, AlarmProber};
 use super::machine::Outcome;
-use crate::config::{BODY_SCAN_LIMIT, HttpSpec, ProbeSpec};
+use crate::config::{BODY_SCAN_LIMIT, CheckSpec, HttpSpec, ProbeSpec};
 
 pub enum Prober {
     Http {
@@ -21,6 +24,7 @@ pub enum Prober {
     Command {
         argv: Vec<String>,
     },
+    Alarm(Box<AlarmProber>),
 }
 
 impl Prober {
@@ -47,10 +51,27 @@ impl Prober {
                 address: address.clone(),
             },
             ProbeSpec::Command { argv } => Prober::Command { argv: argv.clone() },
+            ProbeSpec::CloudWatchAlarm(_) => {
+                anyhow::bail!("alarm checks are built by Prober::for_check")
+            }
             ProbeSpec::Composite { .. } | ProbeSpec::External { .. } => {
                 anyhow::bail!("composite and external checks are not probed")
             }
         })
+    }
+
+    /// The prober of `check`; alarm checks share `alarms` with the
+    /// EventBridge push.
+    pub fn for_check(check: &CheckSpec, alarms: &Arc<AlarmBoard>) -> anyhow::Result<Self> {
+        match &check.probe {
+            ProbeSpec::CloudWatchAlarm(spec) => Ok(Prober::Alarm(Box::new(AlarmProber::new(
+                &check.name,
+                spec,
+                check.timing.timeout,
+                alarms.clone(),
+            )))),
+            probe => Prober::new(probe, check.timing.timeout),
+        }
     }
 
     /// One round: up to `attempts` attempts back to back, each bounded by
@@ -113,6 +134,7 @@ impl Prober {
             },
             Prober::Http { client, spec } => http_attempt(client, spec).await,
             Prober::Command { argv } => command_attempt(argv).await,
+            Prober::Alarm(alarm) => alarm.attempt().await,
         }
     }
 }

@@ -1,0 +1,95 @@
+//! Alarm states pushed by EventBridge: matched to the `cloudwatch_alarm`
+//! checks watching that alarm, ordered on the alarm board against what
+//! pulls and earlier events brought, and applied at once.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::Engine;
+use crate::config::ProbeSpec;
+use crate::health::Outcome;
+use crate::health::alarm::{Order, Seen};
+use crate::health::eventbridge::AlarmEvent;
+
+/// What one event did, per check it matched: the admin API's answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignalReport {
+    pub alarm: String,
+    pub region: String,
+    pub state: &'static str,
+    pub matched: Vec<SignalMatch>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SignalMatch {
+    pub check: String,
+    /// "applied", "duplicate" or "older" (than the state the check holds).
+    pub result: &'static str,
+    /// The check's verdict after the event.
+    pub healthy: bool,
+    pub detail: String,
+}
+
+impl Engine {
+    pub(super) fn alarm_event(&mut self, event: &AlarmEvent) -> SignalReport {
+        let now = Instant::now();
+        let mut matched = Vec::new();
+        for i in 0..self.config.checks.len() {
+            let spec = &self.config.checks[i];
+            let ProbeSpec::CloudWatchAlarm(alarm) = &spec.probe else {
+                continue;
+            };
+            let watches = alarm.alarm_name == event.alarm_name
+                && alarm.region == event.region
+                && alarm.account.as_ref().is_none_or(|a| *a == event.account);
+            if !watches {
+                continue;
+            }
+            let name = spec.name.clone();
+            let seen = Seen {
+                state: event.state,
+                at_ms: event.at_ms,
+            };
+            let (order, verdict) = self.alarms.offer(&name, seen, alarm.on_insufficient_data);
+            let result = match order {
+                Order::Newer => "applied",
+                Order::Same => "duplicate",
+                Order::Older => "older",
+            };
+            if order == Order::Newer {
+                let outcome = Outcome {
+                    ok: verdict.healthy,
+                    latency: Duration::ZERO,
+                    detail: format!(
+                        "{} (pushed by EventBridge, event {})",
+                        verdict.detail, event.id
+                    ),
+                };
+                let change = self.core.assert_state(i, outcome, now);
+                let healthy = self.core.checks()[i].state.state.healthy();
+                self.metrics.probe(&name, 0.0, healthy, change.is_some());
+                if let Some((from, to)) = change {
+                    tracing::info!(check = %name, from = ?from, to = ?to, alarm = %event.alarm_name, state = event.state.as_str(), "check changed state (EventBridge)");
+                }
+            } else {
+                tracing::info!(check = %name, alarm = %event.alarm_name, state = event.state.as_str(), event = %event.id, result, "EventBridge event ignored");
+            }
+            matched.push(SignalMatch {
+                check: name,
+                result,
+                healthy: verdict.healthy,
+                detail: verdict.detail,
+            });
+        }
+        if matched.is_empty() {
+            tracing::info!(alarm = %event.alarm_name, region = %event.region, account = %event.account, "EventBridge event matches no cloudwatch_alarm check");
+        }
+        SignalReport {
+            alarm: event.alarm_name.clone(),
+            region: event.region.clone(),
+            state: event.state.as_str(),
+            matched,
+        }
+    }
+}
