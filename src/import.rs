@@ -250,7 +250,13 @@ fn render(order: &[&Source], aliases: &BTreeMap<String, Vec<Target>>) -> String 
              # [[check]]\n\
              # name = \"{r}-gateway\"     # the streaming gateway: 4172 PCoIP, 4195 DCV\n\
              # kind = \"tcp\"\n\
-             # address = \"drp-<code>.amazonworkspaces.com:4172\"   # <code>: see the Region's IP address and port requirements\n"
+             # address = \"drp-<code>.amazonworkspaces.com:4172\"   # <code>: see the Region's IP address and port requirements\n\
+             #\n\
+             # [[check]]\n\
+             # name = \"{r}-alarm\"       # a CloudWatch alarm on AWS/WorkSpaces metrics (README: Recommended alarms)\n\
+             # kind = \"cloudwatch_alarm\"\n\
+             # alarm_name = \"workspaces-{r}-down\"\n\
+             # region = \"{r}\"\n"
         );
     }
     for (name, targets) in aliases {

@@ -91,6 +91,8 @@ fn suggested_checks_are_commented_and_name_each_region() {
             "{c}"
         );
         assert!(c.contains(&format!("# name = \"{r}-gateway\"")), "{c}");
+        assert!(c.contains(&format!("# region = \"{r}\"")), "{c}");
+        assert!(c.contains("# kind = \"cloudwatch_alarm\""), "{c}");
     }
     assert!(
         !c.lines().any(|l| l.starts_with("[[check]]")),
