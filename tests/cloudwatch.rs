@@ -305,9 +305,10 @@ fn a_late_pull_cannot_undo_a_newer_pushed_state() {
     s.wait_for_txt("desktop-0.example.com", "PDX0");
     // EventBridge says ALARM, dated after the OK the API still returns:
     // the pulls that follow read the older OK and must not move it back.
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     let r = push(
         &s,
-        &event("e1", "ws-pdx", "ALARM", "2100-01-01T00:00:00.000+0000"),
+        &event("e1", "ws-pdx", "ALARM", &now.replace('Z', "+0000")),
     );
     assert_eq!(r["matched"][0]["result"], "applied", "{r}");
     wait_detail(&s, "pdx", "older than a pushed state");

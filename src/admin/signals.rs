@@ -19,7 +19,8 @@ pub(super) async fn eventbridge(
     Extension(Caller(by)): Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Response {
-    let event = match eventbridge::parse(&body) {
+    let now_ms = i64::try_from(crate::engine::unix_now_ms()).unwrap_or(i64::MAX);
+    let event = match eventbridge::parse(&body, now_ms) {
         Ok(e) => e,
         // 4xx: EventBridge does not retry it, and its logs show why.
         Err(message) => return error(StatusCode::BAD_REQUEST, &message),

@@ -56,8 +56,14 @@ struct StateField {
     timestamp: String,
 }
 
-/// Parses one event; the error says what is missing or wrong.
-pub fn parse(body: &[u8]) -> Result<AlarmEvent, String> {
+/// How far ahead of our clock an event may be dated. The board keeps the
+/// newest state by its time, so one event dated far ahead would make every
+/// true event after it "older" until a restart.
+pub const MAX_AHEAD_MS: i64 = 5 * 60 * 1000;
+
+/// Parses one event received at `now_ms`; the error says what is missing
+/// or wrong.
+pub fn parse(body: &[u8], now_ms: i64) -> Result<AlarmEvent, String> {
     let e: Envelope = serde_json::from_slice(body)
         .map_err(|e| format!("the body is not an EventBridge event: {e}"))?;
     if e.source != SOURCE || e.detail_type != DETAIL_TYPE {
@@ -84,6 +90,13 @@ pub fn parse(body: &[u8]) -> Result<AlarmEvent, String> {
     let at_ms = parse_time(&state.timestamp)
         .or_else(|| parse_time(&e.time))
         .ok_or("neither detail.state.timestamp nor time is a timestamp")?;
+    if at_ms > now_ms.saturating_add(MAX_AHEAD_MS) {
+        return Err(format!(
+            "the event is dated {} s ahead of this server's clock (at most {} s): check the clocks (NTP)",
+            at_ms.saturating_sub(now_ms) / 1000,
+            MAX_AHEAD_MS / 1000
+        ));
+    }
     Ok(AlarmEvent {
         id: clip(&e.id),
         account: clip(&e.account),
@@ -117,6 +130,9 @@ pub fn parse_time(s: &str) -> Option<i64> {
 mod tests {
     use super::*;
 
+    /// A clock an hour after the events below.
+    const NOW: i64 = 1_796_554_800_000;
+
     /// The example event of the CloudWatch documentation's shape.
     fn event(value: &str, timestamp: &str) -> String {
         format!(
@@ -141,7 +157,11 @@ mod tests {
 
     #[test]
     fn a_documented_event_parses() {
-        let e = parse(event("ALARM", "2026-12-06T10:00:00.250+0000").as_bytes()).unwrap();
+        let e = parse(
+            event("ALARM", "2026-12-06T10:00:00.250+0000").as_bytes(),
+            NOW,
+        )
+        .unwrap();
         assert_eq!(e.alarm_name, "ws-pdx");
         assert_eq!(e.region, "us-west-2");
         assert_eq!(e.account, "123456789012");
@@ -151,7 +171,7 @@ mod tests {
 
     #[test]
     fn the_event_time_stands_in_for_a_missing_state_timestamp() {
-        let e = parse(event("OK", "").as_bytes()).unwrap();
+        let e = parse(event("OK", "").as_bytes(), NOW).unwrap();
         assert_eq!(e.at_ms, parse_time("2026-12-06T10:00:00Z").unwrap());
     }
 
@@ -159,23 +179,33 @@ mod tests {
     fn other_events_and_broken_ones_say_what_is_wrong() {
         let other = event("ALARM", "").replace("aws.cloudwatch", "aws.ec2");
         assert!(
-            parse(other.as_bytes())
+            parse(other.as_bytes(), NOW)
                 .unwrap_err()
                 .contains("not a CloudWatch alarm state change")
         );
         let bad = event("MAYBE", "");
         assert!(
-            parse(bad.as_bytes())
+            parse(bad.as_bytes(), NOW)
                 .unwrap_err()
                 .contains("\"MAYBE\" is not OK")
         );
         assert!(
-            parse(b"[]")
+            parse(b"[]", NOW)
                 .unwrap_err()
                 .contains("not an EventBridge event")
         );
         let no_time = event("OK", "yesterday").replace("2026-12-06T10:00:00Z", "soon");
-        assert!(parse(no_time.as_bytes()).unwrap_err().contains("timestamp"));
+        assert!(
+            parse(no_time.as_bytes(), NOW)
+                .unwrap_err()
+                .contains("timestamp")
+        );
         assert_eq!(parse_time("2026-12-06T10:00:00+0200"), None);
+        let ahead = event("ALARM", "2027-01-01T00:00:00.000+0000");
+        assert!(
+            parse(ahead.as_bytes(), NOW)
+                .unwrap_err()
+                .contains("ahead of this server's clock")
+        );
     }
 }
