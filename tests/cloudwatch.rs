@@ -379,4 +379,22 @@ fn a_missing_alarm_and_missing_credentials_fail_the_check_and_say_why() {
     );
     s.wait_for_txt("desktop-0.example.com", "IAD0");
     wait_detail(&s, "pdx", "(NoCredentials)");
+    drop(s);
+
+    // The same, with the keys in a shared credentials file under a named
+    // profile: the SDK's chain finds them, the check reads the alarm.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("aws-credentials");
+    std::fs::write(
+        &file,
+        "[ops]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    )
+    .unwrap();
+    let mut env = no_keys.clone();
+    env.retain(|(k, _)| *k != "AWS_SHARED_CREDENTIALS_FILE");
+    env.push(("AWS_SHARED_CREDENTIALS_FILE", file.to_str().unwrap()));
+    env.push(("AWS_PROFILE", "ops"));
+    let s = serve(dir.path(), &config(&moto, &[("pdx", "ws-pdx", FAST)]), &env);
+    s.wait_for_txt("desktop-0.example.com", "PDX0");
+    wait_detail(&s, "pdx", "alarm OK since");
 }
