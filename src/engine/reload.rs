@@ -116,6 +116,10 @@ impl Engine {
             self.webhooks = crate::webhook::start(self.config.webhooks.clone());
         }
         self.settings_changed(&old);
+        let watching = crate::xfr::watch::Settings::of(&self.config);
+        if watching != crate::xfr::watch::Settings::of(&old) {
+            self.watcher.settings(watching);
+        }
         if overrides_dropped {
             self.save_overrides_or_log();
         }
