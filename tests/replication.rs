@@ -953,3 +953,32 @@ fn a_secondary_stuck_on_an_old_serial_is_behind_by_the_serials_it_lacks() {
     assert_eq!(r["lag"], 0, "{r}");
     wait_log_line(&s, &["WARN", "secondary ahead", &fake.addr.to_string()]);
 }
+
+#[test]
+fn a_change_is_checked_within_seconds_not_at_the_next_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeSecondary::start(5);
+    let target = format!("{{ address = \"{}\" }}", fake.addr);
+    // The periodic question is an hour away: only the change brings one.
+    let hourly = "secondary_check_interval = \"1h\"\nsecondary_lag_warn = \"1h\"\n";
+    let s = primary_with(dir.path(), &target, "", hourly);
+    wait_secondary(&s, fake.addr, "in sync at start", |r| {
+        r["state"] == "in_sync" && r["serial"] == 5
+    });
+    report(&s, false);
+    s.wait_for_txt("desktop.example.com.", "IAD1");
+    wait_secondary(&s, fake.addr, "behind after the change", |r| {
+        r["state"] == "behind" && r["lag"] == 1 && r["ours"] == 6
+    });
+    // Asked again a few seconds later (backoff), it has caught up.
+    fake.set(6);
+    wait_secondary(&s, fake.addr, "in sync again", |r| {
+        r["state"] == "in_sync" && r["serial"] == 6
+    });
+    // Within the hour: neither a warning nor an event.
+    assert!(
+        !s.log_text().contains("secondary behind"),
+        "{}",
+        s.log_text()
+    );
+}

@@ -538,7 +538,10 @@ impl Engine {
                 }
             }
         }
-        self.publish_status(Instant::now());
+        // Coalesced like probe results: the view is no fresher than a round.
+        let now = Instant::now();
+        self.status_due
+            .get_or_insert(now + STATUS_EVERY.max(self.status_cost.saturating_mul(10)));
     }
 
     /// Starts the periodic probes (after the first round, which `serve` ran);
