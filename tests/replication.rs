@@ -857,48 +857,46 @@ fn the_primary_sees_knot_and_nsd_in_sync_then_one_unreachable_then_back() {
         );
     }
 
-    // (b) Knot stops; the next change cannot reach it.
+    // (b) Both stop; the next change cannot reach them.
     drop(knot);
+    drop(nsd);
     report(&s, true);
-    wait_dig(nsd.addr, "PDX1", &|| nsd.log_text());
-    let r = wait_secondary(&s, knot_addr, "unreachable", |r| {
-        r["state"] == "unreachable" && r["ours"] == 7
-    });
-    assert!(!r["error"].as_str().unwrap_or("").is_empty(), "{r}");
-    assert_eq!(r["serial"], 6, "the last serial it answered: {r}");
-    wait_log_line(
-        &s,
-        &["WARN", "secondary unreachable", &knot_addr.to_string()],
-    );
-    assert_eq!(secondary_metric(&s, "secondary_in_sync", knot_addr), 0.0);
-    wait_secondary(&s, nsd_addr, "in sync at 7", |r| {
-        r["state"] == "in_sync" && r["serial"] == 7
-    });
-    // Asked twice more while down: still one warning (counted below).
-    for _ in 0..2 {
-        let before = wait_secondary(&s, knot_addr, "asked", |r| r["state"] == "unreachable");
-        wait_secondary(&s, knot_addr, "asked again", |r| {
-            r["last_checked"] != before["last_checked"]
+    s.wait_for_txt("desktop.example.com.", "PDX1");
+    for addr in [knot_addr, nsd_addr] {
+        let r = wait_secondary(&s, addr, "unreachable", |r| {
+            r["state"] == "unreachable" && r["ours"] == 7
         });
+        assert!(!r["error"].as_str().unwrap_or("").is_empty(), "{r}");
+        assert_eq!(r["serial"], 6, "the last serial it answered: {r}");
+        wait_log_line(&s, &["WARN", "secondary unreachable", &addr.to_string()]);
+        assert_eq!(secondary_metric(&s, "secondary_in_sync", addr), 0.0);
+        // Asked twice more while down: still one warning (counted below).
+        for _ in 0..2 {
+            let before = wait_secondary(&s, addr, "asked", |r| r["state"] == "unreachable");
+            wait_secondary(&s, addr, "asked again", |r| {
+                r["last_checked"] != before["last_checked"]
+            });
+        }
     }
 
-    // (c) Knot back: it transfers the zone and is in sync again.
+    // (c) Both back: they transfer the zone and are in sync again.
     let knot = Peer::knot(dir.path(), s.addr, knot_port);
+    let nsd = Peer::nsd(dir.path(), s.addr, nsd_port);
     wait_dig(knot.addr, "PDX1", &|| knot.log_text());
-    wait_secondary(&s, knot_addr, "in sync at 7", |r| {
-        r["state"] == "in_sync" && r["serial"] == 7
-    });
-    wait_log_line(
-        &s,
-        &["INFO", "secondary in sync again", &knot_addr.to_string()],
-    );
-    assert_eq!(secondary_metric(&s, "secondary_in_sync", knot_addr), 1.0);
-    let warnings = s
-        .log_text()
-        .lines()
-        .filter(|l| l.contains("secondary unreachable"))
-        .count();
-    assert_eq!(warnings, 1, "one warning per outage:\n{}", s.log_text());
+    wait_dig(nsd.addr, "PDX1", &|| nsd.log_text());
+    for addr in [knot_addr, nsd_addr] {
+        wait_secondary(&s, addr, "in sync at 7", |r| {
+            r["state"] == "in_sync" && r["serial"] == 7
+        });
+        wait_log_line(&s, &["INFO", "secondary in sync again", &addr.to_string()]);
+        assert_eq!(secondary_metric(&s, "secondary_in_sync", addr), 1.0);
+        let warnings = s
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("secondary unreachable") && l.contains(&addr.to_string()))
+            .count();
+        assert_eq!(warnings, 1, "one warning per outage:\n{}", s.log_text());
+    }
 }
 
 #[test]
