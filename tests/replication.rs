@@ -980,3 +980,48 @@ fn a_change_is_checked_within_seconds_not_at_the_next_interval() {
         s.log_text()
     );
 }
+
+#[test]
+fn a_reload_drops_a_removed_target_and_applies_a_shorter_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let (kept, removed) = (FakeSecondary::start(5), FakeSecondary::start(5));
+    let targets = format!(
+        "{{ address = \"{}\" }}, {{ address = \"{}\" }}",
+        kept.addr, removed.addr
+    );
+    let hourly = "secondary_check_interval = \"1h\"\n";
+    let s = primary_with(dir.path(), &targets, "", hourly);
+    for fake in [&kept, &removed] {
+        wait_secondary(&s, fake.addr, "in sync", |r| r["state"] == "in_sync");
+    }
+    let gauge = format!("secondary=\"{}\"", removed.addr);
+    assert!(s.get("/metrics").1.contains(&gauge));
+    // Without the second target, and asked every second.
+    let path = dir.path().join("txtfailover.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(&format!(", {{ address = \"{}\" }}", removed.addr), "")
+        .replace(hourly, "secondary_check_interval = \"1s\"\n");
+    std::fs::write(&path, text).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let start = Instant::now();
+    loop {
+        let (_, status) = s.get("/v1/status");
+        if !status.contains(&removed.addr.to_string()) {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "{status}\n{}", s.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!s.get("/metrics").1.contains(&gauge));
+    // The kept one falls behind with no change of ours: only the new
+    // interval can find that out.
+    kept.set(4);
+    wait_secondary(&s, kept.addr, "behind", |r| {
+        r["state"] == "behind" && r["lag"] == 1
+    });
+}

@@ -116,16 +116,15 @@ impl Engine {
             self.webhooks = crate::webhook::start(self.config.webhooks.clone());
         }
         self.settings_changed(&old);
-        let watching = crate::xfr::watch::Settings::of(&self.config);
-        if watching != crate::xfr::watch::Settings::of(&old) {
-            self.watcher.settings(watching);
-        }
         if overrides_dropped {
             self.save_overrides_or_log();
         }
         self.respawn_secondaries();
         self.served = self.decided();
         self.publish(snap);
+        // After the new snapshot is out: the watcher reads its targets there.
+        self.watcher
+            .settings(crate::xfr::watch::Settings::of(&self.config));
         self.announce(&served_before);
         self.prime_metrics();
         self.remember(now);

@@ -51,10 +51,8 @@ impl Settings {
 
 enum Msg {
     /// A new serial of `origin` was published at `at`.
-    Changed {
-        origin: Name,
-        at: Instant,
-    },
+    Changed { origin: Name, at: Instant },
+    /// Sent on every reload: the settings, and a cue to drop targets gone.
     Settings(Settings),
 }
 
@@ -146,7 +144,19 @@ async fn run(
                             z.backoff = Some(FIRST_WAIT * 2);
                         }
                     }
-                    Msg::Settings(s) => settings = s,
+                    Msg::Settings(s) => {
+                        // A shorter interval applies now, not after the old one.
+                        let latest = Instant::now() + s.interval;
+                        for z in zones.values_mut() {
+                            z.next = z.next.min(latest);
+                        }
+                        settings = s;
+                        // A reload: the view without the targets it removed.
+                        let report = Report { zones: view(&zones, Instant::now()), events: Vec::new() };
+                        if commands.send(Command::Replication(Box::new(report))).await.is_err() {
+                            return;
+                        }
+                    }
                 }
             }
             () = timer => {
