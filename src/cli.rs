@@ -133,8 +133,36 @@ pub fn status_table(v: &Value) -> String {
             s(&z["role"]),
             serial
         );
+        for r in z["secondaries"].as_array().into_iter().flatten() {
+            out.push_str(&secondary_line(r));
+        }
     }
     out
+}
+
+/// A NOTIFY target under its zone: `secondary ADDRESS`, its state (with
+/// the lag when behind), their serial and ours, since when, last asked.
+fn secondary_line(r: &Value) -> String {
+    let num = |v: &Value| v.as_u64().map_or("-".to_string(), |n| n.to_string());
+    let state = match (s(&r["state"]).as_str(), r["lag"].as_u64()) {
+        ("behind", Some(lag)) => format!("behind {lag}"),
+        (state, _) => state.to_string(),
+    };
+    let mut line = format!(
+        "  secondary {:<20} {:<10} {:<12} ours {}, since {}, checked {}",
+        s(&r["address"]),
+        state,
+        num(&r["serial"]),
+        num(&r["ours"]),
+        s(&r["since"]),
+        r["last_checked"].as_str().unwrap_or("never"),
+    );
+    if let Some(e) = r["error"].as_str() {
+        line.push_str(": ");
+        line.push_str(e);
+    }
+    line.push('\n');
+    line
 }
 
 /// `why`: the alias, each target's health, each check's state and last result.

@@ -30,6 +30,8 @@ pub struct Metrics {
     transfers: Family<Labels, Counter>,
     transfer_messages: Family<Labels, Counter>,
     notifies: Family<Labels, Counter>,
+    secondary_lag: Family<Labels, Gauge>,
+    secondary_in_sync: Family<Labels, Gauge>,
     /// The admin API's connections and rejected requests.
     pub admin: crate::admin::AdminMetrics,
     pub engine: crate::engine::EngineMetrics,
@@ -184,6 +186,18 @@ impl Metrics {
         );
         let serial = Family::default();
         registry.register("zone_serial", "SOA serial served per zone", serial.clone());
+        let secondary_lag = Family::default();
+        registry.register(
+            "secondary_serial_lag",
+            "Serials a NOTIFY target was behind ours at its last answer (0 in sync)",
+            secondary_lag.clone(),
+        );
+        let secondary_in_sync = Family::default();
+        registry.register(
+            "secondary_in_sync",
+            "1 when a NOTIFY target's last answer had our serial",
+            secondary_in_sync.clone(),
+        );
         let transfers = Family::default();
         registry.register(
             "transfers",
@@ -294,6 +308,8 @@ impl Metrics {
             transfers,
             transfer_messages,
             notifies,
+            secondary_lag,
+            secondary_in_sync,
             admin,
             engine,
             persist_failures,
@@ -396,7 +412,18 @@ impl Metrics {
     /// Creates every labelled series a configuration will have, at zero,
     /// so the first scrape shows each documented metric (an alert on a
     /// rate needs its series before the first event).
-    pub fn prime(&self, aliases: &[String], checks: &[(String, bool)], zones: &[String]) {
+    pub fn prime(
+        &self,
+        aliases: &[String],
+        checks: &[(String, bool)],
+        zones: &[String],
+        secondaries: &[(String, String)],
+    ) {
+        for (zone, secondary) in secondaries {
+            let labels = secondary_labels(zone, secondary);
+            let _ = self.secondary_lag.get_or_create(&labels);
+            let _ = self.secondary_in_sync.get_or_create(&labels);
+        }
         for alias in aliases {
             let labels = vec![("alias", alias.clone())];
             let _ = self.answer_changes.get_or_create(&labels);
@@ -447,6 +474,24 @@ impl Metrics {
             .set(i64::from(serial));
     }
 
+    /// What a NOTIFY target of `zone` answered last.
+    pub fn secondary(&self, zone: &str, secondary: &str, in_sync: bool, lag: u32) {
+        let labels = secondary_labels(zone, secondary);
+        self.secondary_in_sync
+            .get_or_create(&labels)
+            .set(i64::from(in_sync));
+        self.secondary_lag
+            .get_or_create(&labels)
+            .set(i64::from(lag));
+    }
+
+    /// A NOTIFY target no longer configured: its series go.
+    pub fn secondary_forget(&self, zone: &str, secondary: &str) {
+        let labels = secondary_labels(zone, secondary);
+        self.secondary_in_sync.remove(&labels);
+        self.secondary_lag.remove(&labels);
+    }
+
     /// One transfer request answered (or refused), and how many messages
     /// the answer took.
     pub fn transfer(&self, zone: &str, kind: &str, result: &str, messages: usize) {
@@ -489,4 +534,11 @@ impl Metrics {
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
+}
+
+fn secondary_labels(zone: &str, secondary: &str) -> Labels {
+    vec![
+        ("zone", zone.to_string()),
+        ("secondary", secondary.to_string()),
+    ]
 }

@@ -121,6 +121,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel(1024);
     engine.start_probing(&probers, tx, &resumed);
     engine.start_secondaries(command_tx.clone());
+    engine.start_watching(command_tx.clone());
     let hup_commands = command_tx.clone();
     let config_path = config.source.clone();
     tokio::spawn(async move {

@@ -45,6 +45,30 @@ pub struct ZoneView {
     pub primaries: Vec<String>,
     /// Where NOTIFY goes on every new serial.
     pub notify: Vec<String>,
+    /// What each NOTIFY target serves, as its SOA serial says (empty
+    /// until first asked).
+    pub secondaries: Vec<SecondaryView>,
+}
+
+/// One secondary (NOTIFY target) of a zone, as the last SOA query found it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecondaryView {
+    pub address: String,
+    /// "unknown" (not asked yet), "in_sync", "behind", "ahead" (a later
+    /// serial than ours: it will not transfer from us) or "unreachable".
+    pub state: String,
+    /// Their serial at the last answer.
+    pub serial: Option<u32>,
+    /// Ours when last asked.
+    pub ours: Option<u32>,
+    /// Serials behind (RFC 1982 distance); 0 unless behind.
+    pub lag: u32,
+    /// Since when the state holds (RFC 3339). Behind: since we published
+    /// the first serial it lacks.
+    pub since: String,
+    pub last_checked: Option<String>,
+    /// Why the last query got no usable answer.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

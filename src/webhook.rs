@@ -1,6 +1,7 @@
-//! Webhooks: every answer change is POSTed as JSON to each configured URL,
-//! signed with HMAC-SHA256 when a secret is set. Delivery runs on its own
-//! task with bounded retries; the engine only enqueues and never waits.
+//! Webhooks: every answer change, and a secondary falling out of sync or
+//! back, is POSTed as JSON to each configured URL, signed with HMAC-SHA256
+//! when a secret is set. Delivery runs on its own task with bounded
+//! retries; the engine only enqueues and never waits.
 
 use std::time::Duration;
 
@@ -16,6 +17,18 @@ pub const SIGNATURE_HEADER: &str = "X-Txtfailover-Signature";
 const ATTEMPTS: u32 = 5;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
+/// A webhook body: the `event` field names its kind, the rest is the
+/// variant's fields (so the answer change keeps its original shape).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    AnswerChanged(AnswerChange),
+    /// Behind, ahead or unreachable for `secondary_lag_warn` or more.
+    SecondaryOutOfSync(SecondaryChange),
+    /// In sync again after a `secondary_out_of_sync`.
+    SecondaryInSync(SecondaryChange),
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AnswerChange {
     pub alias: String,
@@ -23,6 +36,28 @@ pub struct AnswerChange {
     pub to: String,
     pub reason: String,
     pub serial: u32,
+    /// RFC 3339.
+    pub time: String,
+}
+
+/// A secondary of one of our zones, as the SOA query found it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecondaryChange {
+    pub zone: String,
+    /// The NOTIFY target's address.
+    pub secondary: String,
+    /// "in_sync", "behind", "ahead" or "unreachable".
+    pub state: String,
+    /// Their serial at the last answer.
+    pub serial: Option<u32>,
+    /// Ours when asked.
+    pub ours: u32,
+    /// Serials behind (0 unless behind).
+    pub lag: u32,
+    /// Since when the state holds (RFC 3339).
+    pub since: String,
+    /// Why there was no answer, when unreachable.
+    pub error: Option<String>,
     /// RFC 3339.
     pub time: String,
 }
@@ -35,11 +70,11 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
 }
 
 /// Starts the delivery task; the sender is what the engine enqueues on.
-pub fn start(hooks: Vec<WebhookSpec>) -> Option<mpsc::Sender<AnswerChange>> {
+pub fn start(hooks: Vec<WebhookSpec>) -> Option<mpsc::Sender<Event>> {
     if hooks.is_empty() {
         return None;
     }
-    let (tx, mut rx) = mpsc::channel::<AnswerChange>(256);
+    let (tx, mut rx) = mpsc::channel::<Event>(256);
     tokio::spawn(async move {
         let client = match reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
@@ -89,6 +124,42 @@ async fn deliver(client: &reqwest::Client, hook: &WebhookSpec, body: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_name_their_event_and_keep_the_answer_change_fields() {
+        let change = Event::AnswerChanged(AnswerChange {
+            alias: "a.example.com.".into(),
+            from: "PDX1 (us-west-2)".into(),
+            to: "IAD1 (us-east-1)".into(),
+            reason: "r".into(),
+            serial: 6,
+            time: "2026-01-01T00:00:00Z".into(),
+        });
+        let v = serde_json::to_value(&change).unwrap();
+        assert_eq!(v["event"], "answer_changed");
+        assert_eq!(
+            (v["alias"].as_str(), v["serial"].as_u64()),
+            (Some("a.example.com."), Some(6))
+        );
+        let secondary = SecondaryChange {
+            zone: "example.com.".into(),
+            secondary: "192.0.2.1:53".into(),
+            state: "behind".into(),
+            serial: Some(4),
+            ours: 6,
+            lag: 2,
+            since: "2026-01-01T00:00:00Z".into(),
+            error: None,
+            time: "2026-01-01T00:02:00Z".into(),
+        };
+        let v = serde_json::to_value(Event::SecondaryOutOfSync(secondary.clone())).unwrap();
+        assert_eq!(
+            (v["event"].as_str(), v["lag"].as_u64()),
+            (Some("secondary_out_of_sync"), Some(2))
+        );
+        let v = serde_json::to_value(Event::SecondaryInSync(secondary)).unwrap();
+        assert_eq!(v["event"], "secondary_in_sync");
+    }
 
     #[test]
     fn signature_matches_rfc4231_case_2() {

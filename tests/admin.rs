@@ -569,8 +569,11 @@ fn documented_metrics() -> Vec<String> {
 fn every_documented_metric_is_there_from_the_first_scrape() {
     let (pdx, iad) = (Endpoint::start("ok"), Endpoint::start("ok"));
     let dir = tempfile::tempdir().unwrap();
+    // A NOTIFY target, so the secondary gauges have a series (nothing
+    // listens there: it stays unreachable).
     let config = format!(
-        r#"
+        r#"notify = [{{ address = "127.0.0.1:{}" }}]
+
 [[check]]
 name = "pdx"
 kind = "http"
@@ -592,6 +595,7 @@ targets = [
   {{ region = "us-east-1", connection_id = "IAD2", checks = ["iad"] }},
 ]
 "#,
+        free_port(),
         pdx.url(),
         iad.url()
     );

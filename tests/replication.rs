@@ -195,16 +195,44 @@ impl Peer {
 /// A primary whose zone may only be transferred with the key, and which
 /// NOTIFYs `secondaries` signed with it.
 fn primary(dir: &Path, notify: &[u16], zone_extra: &str) -> Server {
-    let targets: Vec<String> = notify
+    primary_with(dir, &keyed(notify), zone_extra, "")
+}
+
+/// NOTIFY targets on loopback `ports`, each signed with the shared key.
+fn keyed(ports: &[u16]) -> String {
+    ports
         .iter()
         .map(|p| format!("{{ address = \"127.0.0.1:{p}\", key = \"xfr\" }}"))
-        .collect();
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Like `primary`, with the NOTIFY list `targets` as written in TOML and
+/// `server_extra` lines in `[server]`.
+fn primary_with(dir: &Path, targets: &str, zone_extra: &str, server_extra: &str) -> Server {
     let body = format!(
-        "allow_transfer = [{{ key = \"xfr\" }}]\nnotify = [{}]\n{zone_extra}\n{}",
-        targets.join(", "),
+        "allow_transfer = [{{ key = \"xfr\" }}]\nnotify = [{targets}]\n{zone_extra}\n{}",
         alias_body("0s")
     );
-    Server::start_with_token(dir, &body)
+    let port = free_port();
+    let path = write_config(dir, port, &body, ZONE);
+    std::fs::write(dir.join("tokens"), format!("# operators\nalice {TOKEN}\n")).unwrap();
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replacen("[admin]\n", "[admin]\ntoken_file = \"tokens\"\n", 1)
+        .replacen("[server]\n", &format!("[server]\n{server_extra}"), 1);
+    std::fs::write(&path, text).unwrap();
+    Server::start_with(dir, &path, port)
+}
+
+/// The secondaries asked every second, trouble warned about after one.
+const WATCH_FAST: &str = "secondary_check_interval = \"1s\"\nsecondary_lag_warn = \"1s\"\n";
+
+/// A gauge of the secondary at `addr` of example.com.
+fn secondary_metric(s: &Server, name: &str, addr: SocketAddr) -> f64 {
+    s.metric(&format!(
+        "txtfailover_{name}{{zone=\"example.com.\",secondary=\"{addr}\"}}"
+    ))
 }
 
 #[test]
@@ -787,4 +815,213 @@ fn a_primary_that_never_ends_its_transfer_is_cut_off_at_the_size_limit() {
     // Still serving: the zone has no copy, so SERVFAIL.
     let m = s.udp(&plain_query("example.com.", RecordType::SOA));
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+}
+
+#[test]
+fn the_primary_sees_knot_and_nsd_in_sync_then_one_unreachable_then_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (knot_port, nsd_port) = (free_port(), free_port());
+    let s = primary_with(dir.path(), &keyed(&[knot_port, nsd_port]), "", WATCH_FAST);
+    let knot = Peer::knot(dir.path(), s.addr, knot_port);
+    let nsd = Peer::nsd(dir.path(), s.addr, nsd_port);
+    let (knot_addr, nsd_addr) = (knot.addr, nsd.addr);
+    wait_dig(knot.addr, "PDX1", &|| knot.log_text());
+    wait_dig(nsd.addr, "PDX1", &|| nsd.log_text());
+
+    // (a) After a failover both have the new serial, asked with TSIG.
+    report(&s, false);
+    wait_dig(knot.addr, "IAD1", &|| knot.log_text());
+    wait_dig(nsd.addr, "IAD1", &|| nsd.log_text());
+    assert_eq!(s.serial(), 6);
+    for addr in [knot_addr, nsd_addr] {
+        let r = wait_secondary(&s, addr, "in sync at 6", |r| {
+            r["state"] == "in_sync" && r["serial"] == 6
+        });
+        assert_eq!(
+            (r["ours"].as_u64(), r["lag"].as_u64()),
+            (Some(6), Some(0)),
+            "{r}"
+        );
+        assert!(r["last_checked"].is_string() && r["error"].is_null(), "{r}");
+        assert_eq!(secondary_metric(&s, "secondary_in_sync", addr), 1.0);
+        assert_eq!(secondary_metric(&s, "secondary_serial_lag", addr), 0.0);
+    }
+    let (ok, table, _) = cli(&["status", "--admin", &format!("http://{}", s.admin_addr())]);
+    assert!(ok, "{table}");
+    for addr in [knot_addr, nsd_addr] {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.contains(&format!("secondary {addr}")) && l.contains("in_sync")),
+            "{table}"
+        );
+    }
+
+    // (b) Both stop; the next change cannot reach them.
+    drop(knot);
+    drop(nsd);
+    report(&s, true);
+    s.wait_for_txt("desktop.example.com.", "PDX1");
+    for addr in [knot_addr, nsd_addr] {
+        let r = wait_secondary(&s, addr, "unreachable", |r| {
+            r["state"] == "unreachable" && r["ours"] == 7
+        });
+        assert!(!r["error"].as_str().unwrap_or("").is_empty(), "{r}");
+        assert_eq!(r["serial"], 6, "the last serial it answered: {r}");
+        wait_log_line(&s, &["WARN", "secondary unreachable", &addr.to_string()]);
+        assert_eq!(secondary_metric(&s, "secondary_in_sync", addr), 0.0);
+        // Asked twice more while down: still one warning (counted below).
+        for _ in 0..2 {
+            let before = wait_secondary(&s, addr, "asked", |r| r["state"] == "unreachable");
+            wait_secondary(&s, addr, "asked again", |r| {
+                r["last_checked"] != before["last_checked"]
+            });
+        }
+    }
+
+    // (c) Both back: they transfer the zone and are in sync again.
+    let knot = Peer::knot(dir.path(), s.addr, knot_port);
+    let nsd = Peer::nsd(dir.path(), s.addr, nsd_port);
+    wait_dig(knot.addr, "PDX1", &|| knot.log_text());
+    wait_dig(nsd.addr, "PDX1", &|| nsd.log_text());
+    for addr in [knot_addr, nsd_addr] {
+        wait_secondary(&s, addr, "in sync at 7", |r| {
+            r["state"] == "in_sync" && r["serial"] == 7
+        });
+        wait_log_line(&s, &["INFO", "secondary in sync again", &addr.to_string()]);
+        assert_eq!(secondary_metric(&s, "secondary_in_sync", addr), 1.0);
+        let warnings = s
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("secondary unreachable") && l.contains(&addr.to_string()))
+            .count();
+        assert_eq!(warnings, 1, "one warning per outage:\n{}", s.log_text());
+    }
+}
+
+#[test]
+fn a_secondary_stuck_on_an_old_serial_is_behind_by_the_serials_it_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeSecondary::start(3);
+    let target = format!("{{ address = \"{}\" }}", fake.addr);
+    let s = primary_with(dir.path(), &target, "", WATCH_FAST);
+    let r = wait_secondary(&s, fake.addr, "behind by 2", |r| {
+        r["state"] == "behind" && r["lag"] == 2
+    });
+    assert_eq!(
+        (r["serial"].as_u64(), r["ours"].as_u64()),
+        (Some(3), Some(5)),
+        "{r}"
+    );
+    report(&s, false);
+    s.wait_for_txt("desktop.example.com.", "IAD1");
+    wait_secondary(&s, fake.addr, "behind by 3", |r| {
+        r["state"] == "behind" && r["lag"] == 3 && r["ours"] == 6
+    });
+    assert_eq!(secondary_metric(&s, "secondary_serial_lag", fake.addr), 3.0);
+    assert_eq!(secondary_metric(&s, "secondary_in_sync", fake.addr), 0.0);
+    wait_log_line(&s, &["WARN", "secondary behind", &fake.addr.to_string()]);
+    let (_, table, _) = cli(&["status", "--admin", &format!("http://{}", s.admin_addr())]);
+    assert!(table.contains("behind 3"), "{table}");
+
+    // It catches up: one line says so, the gauges follow.
+    fake.set(6);
+    wait_secondary(&s, fake.addr, "in sync", |r| r["state"] == "in_sync");
+    wait_log_line(
+        &s,
+        &["INFO", "secondary in sync again", &fake.addr.to_string()],
+    );
+    assert_eq!(secondary_metric(&s, "secondary_serial_lag", fake.addr), 0.0);
+    assert_eq!(secondary_metric(&s, "secondary_in_sync", fake.addr), 1.0);
+    let warnings = s
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("secondary behind"))
+        .count();
+    assert_eq!(
+        warnings,
+        1,
+        "asked every second, warned once:\n{}",
+        s.log_text()
+    );
+
+    // A serial later than ours is no better: it would never transfer.
+    fake.set(9);
+    let r = wait_secondary(&s, fake.addr, "ahead", |r| r["state"] == "ahead");
+    assert_eq!(r["lag"], 0, "{r}");
+    wait_log_line(&s, &["WARN", "secondary ahead", &fake.addr.to_string()]);
+}
+
+#[test]
+fn a_change_is_checked_within_seconds_not_at_the_next_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeSecondary::start(5);
+    let target = format!("{{ address = \"{}\" }}", fake.addr);
+    // The periodic question is an hour away: only the change brings one.
+    let hourly = "secondary_check_interval = \"1h\"\nsecondary_lag_warn = \"1h\"\n";
+    let s = primary_with(dir.path(), &target, "", hourly);
+    wait_secondary(&s, fake.addr, "in sync at start", |r| {
+        r["state"] == "in_sync" && r["serial"] == 5
+    });
+    report(&s, false);
+    s.wait_for_txt("desktop.example.com.", "IAD1");
+    wait_secondary(&s, fake.addr, "behind after the change", |r| {
+        r["state"] == "behind" && r["lag"] == 1 && r["ours"] == 6
+    });
+    // Asked again a few seconds later (backoff), it has caught up.
+    fake.set(6);
+    wait_secondary(&s, fake.addr, "in sync again", |r| {
+        r["state"] == "in_sync" && r["serial"] == 6
+    });
+    // Within the hour: neither a warning nor an event.
+    assert!(
+        !s.log_text().contains("secondary behind"),
+        "{}",
+        s.log_text()
+    );
+}
+
+#[test]
+fn a_reload_drops_a_removed_target_and_applies_a_shorter_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let (kept, removed) = (FakeSecondary::start(5), FakeSecondary::start(5));
+    let targets = format!(
+        "{{ address = \"{}\" }}, {{ address = \"{}\" }}",
+        kept.addr, removed.addr
+    );
+    let hourly = "secondary_check_interval = \"1h\"\n";
+    let s = primary_with(dir.path(), &targets, "", hourly);
+    for fake in [&kept, &removed] {
+        wait_secondary(&s, fake.addr, "in sync", |r| r["state"] == "in_sync");
+    }
+    let gauge = format!("secondary=\"{}\"", removed.addr);
+    assert!(s.get("/metrics").1.contains(&gauge));
+    // Without the second target, and asked every second.
+    let path = dir.path().join("txtfailover.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(&format!(", {{ address = \"{}\" }}", removed.addr), "")
+        .replace(hourly, "secondary_check_interval = \"1s\"\n");
+    std::fs::write(&path, text).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let start = Instant::now();
+    loop {
+        let (_, status) = s.get("/v1/status");
+        if !status.contains(&removed.addr.to_string()) {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "{status}\n{}", s.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!s.get("/metrics").1.contains(&gauge));
+    // The kept one falls behind with no change of ours: only the new
+    // interval can find that out.
+    kept.set(4);
+    wait_secondary(&s, kept.addr, "behind", |r| {
+        r["state"] == "behind" && r["lag"] == 1
+    });
 }

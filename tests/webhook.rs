@@ -1,4 +1,5 @@
-//! Webhooks: a signed JSON POST per answer change, retried when refused.
+//! Webhooks: a signed JSON POST per answer change, retried when refused, and
+//! one when a secondary falls out of sync and when it is back.
 
 mod support;
 
@@ -102,6 +103,7 @@ targets = [
     assert_eq!(seen[0].1, seen[1].1, "the retry carries the same body");
     let (head, body) = &seen[1];
     let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["event"], "answer_changed");
     assert_eq!(v["alias"], "desktop.example.com.");
     assert!(v["from"].as_str().unwrap().starts_with("PDX1"), "{v}");
     assert!(v["to"].as_str().unwrap().starts_with("IAD2"), "{v}");
@@ -119,4 +121,99 @@ targets = [
         signature,
         txtfailover::webhook::signature(b"s3cret", body.as_bytes())
     );
+}
+
+#[test]
+fn a_secondary_falling_behind_and_catching_up_is_posted_once_each() {
+    let (url, seen) = receiver();
+    let fake = FakeSecondary::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"notify = [{{ address = "{}" }}]
+
+[[webhook]]
+url = "{url}"
+
+[[check]]
+name = "alarm"
+kind = "external"
+
+[[alias]]
+name = "desktop.example.com"
+targets = [
+  {{ region = "us-west-2", connection_id = "PDX1", checks = ["alarm"] }},
+  {{ region = "us-east-1", connection_id = "IAD2" }},
+]
+"#,
+        fake.addr
+    );
+    let port = free_port();
+    let path = write_config(dir.path(), port, &config, ZONE);
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "[server]\n",
+        "[server]\nsecondary_check_interval = \"1s\"\nsecondary_lag_warn = \"1s\"\n",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let s = Server::start_with(dir.path(), &path, port);
+    let event = |kind: &str| -> serde_json::Value {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let found = seen.lock().unwrap().iter().find_map(|(_, body)| {
+                let v: serde_json::Value = serde_json::from_str(body).ok()?;
+                (v["event"] == kind).then_some(v)
+            });
+            if let Some(v) = found {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {kind} event; log:\n{}",
+                s.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let v = event("secondary_out_of_sync");
+    assert_eq!(v["zone"], "example.com.");
+    assert_eq!(v["secondary"], fake.addr.to_string().as_str());
+    assert_eq!(
+        (
+            v["state"].as_str(),
+            v["serial"].as_u64(),
+            v["ours"].as_u64(),
+            v["lag"].as_u64()
+        ),
+        (Some("behind"), Some(3), Some(5), Some(2)),
+        "{v}"
+    );
+    assert!(
+        v["since"].is_string() && v["time"].is_string() && v["error"].is_null(),
+        "{v}"
+    );
+    // Asked twice more while still behind: no new event.
+    for _ in 0..2 {
+        let before = wait_secondary(&s, fake.addr, "asked", |r| r["state"] == "behind");
+        wait_secondary(&s, fake.addr, "asked again", |r| {
+            r["last_checked"] != before["last_checked"]
+        });
+    }
+    fake.set(5);
+    let v = event("secondary_in_sync");
+    assert_eq!(
+        (v["state"].as_str(), v["lag"].as_u64()),
+        (Some("in_sync"), Some(0)),
+        "{v}"
+    );
+    // Once each: asked every second meanwhile, nothing more was posted
+    // (the first POST was refused and retried with the same body).
+    let bodies: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, b)| b.clone())
+        .collect();
+    let mut distinct = bodies.clone();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 2, "{bodies:?}");
 }

@@ -136,6 +136,11 @@ pub struct ServerConfig {
     pub tcp_max_queries_per_connection: u32,
     /// No new query is read on a TCP connection older than this.
     pub tcp_max_connection_lifetime: Duration,
+    /// How often each NOTIFY target is asked for its SOA serial (and soon
+    /// after every change).
+    pub secondary_check_interval: Duration,
+    /// A secondary behind or unreachable this long is warned about.
+    pub secondary_lag_warn: Duration,
     /// Unless `serve --log-format` says otherwise.
     pub log_format: LogFormat,
     /// Where NOTIFY, SOA queries and transfers are sent from.
@@ -640,6 +645,18 @@ impl Validator<'_> {
             tcp_max_connection_lifetime: self.bounded_duration(
                 "tcp_max_connection_lifetime",
                 raw.tcp_max_connection_lifetime.as_ref(),
+                Duration::from_secs(120),
+                (Duration::from_secs(1), Duration::from_secs(86_400)),
+            ),
+            secondary_check_interval: self.bounded_duration(
+                "secondary_check_interval",
+                raw.secondary_check_interval.as_ref(),
+                Duration::from_secs(60),
+                (Duration::from_secs(1), Duration::from_secs(3600)),
+            ),
+            secondary_lag_warn: self.bounded_duration(
+                "secondary_lag_warn",
+                raw.secondary_lag_warn.as_ref(),
                 Duration::from_secs(120),
                 (Duration::from_secs(1), Duration::from_secs(86_400)),
             ),

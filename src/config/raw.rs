@@ -71,6 +71,10 @@ pub struct RawServer {
     pub tcp_max_per_source: Option<Spanned<i64>>,
     pub tcp_max_queries_per_connection: Option<Spanned<i64>>,
     pub tcp_max_connection_lifetime: Option<Spanned<String>>,
+    /// How often each NOTIFY target is asked for its serial.
+    pub secondary_check_interval: Option<Spanned<String>>,
+    /// How long a secondary may lag or be unreachable before a warning.
+    pub secondary_lag_warn: Option<Spanned<String>>,
     /// 16 bytes in hex: the DNS cookie secret, shared by a server group.
     pub cookie_secret_file: Option<Spanned<String>>,
     pub nsid: Option<Spanned<String>>,

@@ -667,6 +667,30 @@ fn cookie_secret_file_holds_sixteen_bytes_in_hex() {
 }
 
 #[test]
+fn watching_the_secondaries_has_defaults_and_bounds() {
+    let one = alias("{ region = \"r1\", connection_id = \"ABC\" }");
+    let c = run(&one).unwrap();
+    assert_eq!(c.server.secondary_check_interval, Duration::from_secs(60));
+    assert_eq!(c.server.secondary_lag_warn, Duration::from_secs(120));
+    let c = run(&format!(
+        "[server]\nsecondary_check_interval = \"5s\"\nsecondary_lag_warn = \"30s\"\n{one}"
+    ))
+    .unwrap();
+    assert_eq!(c.server.secondary_check_interval, Duration::from_secs(5));
+    assert_eq!(c.server.secondary_lag_warn, Duration::from_secs(30));
+    fails(
+        "[server]\nsecondary_check_interval = \"100ms\"\n",
+        "`secondary_check_interval` must be between 1s and 1h",
+        5,
+    );
+    fails(
+        "[server]\nsecondary_lag_warn = \"2days\"\n",
+        "`secondary_lag_warn` must be between 1s and 1day",
+        5,
+    );
+}
+
+#[test]
 fn tcp_limits_have_defaults_and_bounds() {
     let one = alias("{ region = \"r1\", connection_id = \"ABC\" }");
     let c = run(&one).unwrap();

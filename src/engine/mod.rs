@@ -17,10 +17,10 @@ use crate::metrics::Metrics;
 use crate::snapshot::{Snapshot, SnapshotCell};
 use crate::state::{Override, Persisted, StateStore, unix_now};
 use crate::status::StatusView;
-use crate::webhook::AnswerChange;
 use crate::xfr::notify::Notifier;
 use crate::xfr::secondary;
 use crate::xfr::tsig::Keyring;
+use crate::xfr::watch;
 
 pub mod core;
 pub use signals::{SignalMatch, SignalReport};
@@ -84,7 +84,7 @@ pub struct Engine {
     generation: u64,
     probe_tx: Option<mpsc::Sender<ProbeResult>>,
     /// Queue of the webhook delivery task, when webhooks are configured.
-    webhooks: Option<mpsc::Sender<AnswerChange>>,
+    webhooks: Option<mpsc::Sender<crate::webhook::Event>>,
     keys: Arc<Keyring>,
     /// Per secondary zone (config order): the copy served, and its task.
     secondaries: Vec<SecondaryZone>,
@@ -92,6 +92,12 @@ pub struct Engine {
     /// Where secondary zone tasks report; set once they are started.
     commands_tx: Option<mpsc::Sender<Command>>,
     notifier: Notifier,
+    /// Told of every new serial; asks the NOTIFY targets whether they
+    /// have it. Its inbox waits here until `start_watching`.
+    watcher: watch::Watcher,
+    watch_inbox: Option<watch::Inbox>,
+    /// What the watcher last found, per zone.
+    replication: std::collections::HashMap<Name, Vec<crate::status::SecondaryView>>,
 }
 
 /// How often the operator view is rebuilt at most.
@@ -124,6 +130,8 @@ pub enum Command {
         event: crate::health::eventbridge::AlarmEvent,
         reply: oneshot::Sender<SignalReport>,
     },
+    /// What the NOTIFY targets serve, from the watcher.
+    Replication(Box<watch::Report>),
     /// A state pushed for an external check.
     Report {
         check: String,
@@ -180,6 +188,7 @@ impl Engine {
         let persisted = store.load()?;
         let writer =
             memory::Writer::start(StateStore::open(&config.server.state_dir)?, metrics.clone());
+        let (watcher, watch_inbox) = watch::channel();
         let mut engine = Engine {
             core,
             served: Vec::new(),
@@ -193,6 +202,9 @@ impl Engine {
             secondary_tasks: Vec::new(),
             commands_tx: None,
             notifier: Notifier::start(metrics.clone()),
+            watcher,
+            watch_inbox: Some(watch_inbox),
+            replication: Default::default(),
             metrics,
             loops: Vec::new(),
             generation: 0,
@@ -258,7 +270,19 @@ impl Engine {
             .map(|z| z.origin.to_string())
             .chain(config.secondaries.iter().map(|z| z.origin.to_string()))
             .collect();
-        self.metrics.prime(&aliases, &checks, &zones);
+        let secondaries: Vec<(String, String)> = config
+            .zones
+            .iter()
+            .map(|z| (&z.origin, &z.policy))
+            .chain(config.secondaries.iter().map(|z| (&z.origin, &z.policy)))
+            .flat_map(|(origin, policy)| {
+                policy
+                    .notify
+                    .iter()
+                    .map(move |n| (origin.to_string(), n.addr.to_string()))
+            })
+            .collect();
+        self.metrics.prime(&aliases, &checks, &zones, &secondaries);
         for (i, alias) in aliases.iter().enumerate() {
             let run = &self.core.aliases()[i];
             self.metrics.engine.isolated(alias, run.isolated);
@@ -414,6 +438,10 @@ impl Engine {
                 let _ = reply.send(report);
                 return;
             }
+            Command::Replication(report) => {
+                self.replicated(*report);
+                return;
+            }
             Command::Report {
                 check,
                 healthy,
@@ -508,6 +536,37 @@ impl Engine {
             self.log_stale(stale);
             self.reevaluate(now, None);
         }
+    }
+
+    /// Starts asking the NOTIFY targets for their serials; what it finds
+    /// comes back through `commands`.
+    pub fn start_watching(&mut self, commands: mpsc::Sender<Command>) {
+        if let Some(inbox) = self.watch_inbox.take() {
+            watch::spawn(
+                inbox,
+                watch::Settings::of(&self.config),
+                self.cell.clone(),
+                self.metrics.clone(),
+                commands,
+            );
+        }
+    }
+
+    /// The watcher's findings: into the operator view, and its transitions
+    /// to the webhooks (its task already logged them).
+    fn replicated(&mut self, report: watch::Report) {
+        self.replication = report.zones;
+        if let Some(hooks) = &self.webhooks {
+            for event in report.events {
+                if hooks.try_send(event).is_err() {
+                    tracing::warn!("webhook queue full: secondary event not announced");
+                }
+            }
+        }
+        // Coalesced like probe results: the view is no fresher than a round.
+        let now = Instant::now();
+        self.status_due
+            .get_or_insert(now + STATUS_EVERY.max(self.status_cost.saturating_mul(10)));
     }
 
     /// Starts the periodic probes (after the first round, which `serve` ran);

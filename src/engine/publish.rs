@@ -12,7 +12,7 @@ use super::Engine;
 use crate::decide::Answer;
 use crate::snapshot::{AliasAnswer, AliasRecord, BuildError, Snapshot, ZoneInput};
 use crate::state::{Persisted, ZoneState, initial_serial, unix_now, zone_digest};
-use crate::webhook::AnswerChange;
+use crate::webhook::{AnswerChange, Event};
 use crate::xfr::journal;
 
 impl Engine {
@@ -103,6 +103,7 @@ impl Engine {
                 .zone(&zone.origin)
                 .is_none_or(|o| !o.available || o.serial != zone.serial);
             if moved && !zone.policy.notify.is_empty() {
+                self.watcher.changed(&zone.origin, Instant::now());
                 self.notifier.announce(
                     zone.soa.clone(),
                     zone.policy.notify.clone(),
@@ -292,7 +293,7 @@ impl Engine {
                     time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
                 };
                 // Never wait: a slow receiver must not hold up decisions.
-                if hooks.try_send(change).is_err() {
+                if hooks.try_send(Event::AnswerChanged(change)).is_err() {
                     tracing::warn!(alias = %alias.name, "webhook queue full: change not announced");
                 }
             }

@@ -138,6 +138,9 @@ impl Engine {
         self.respawn_secondaries();
         self.served = self.decided();
         self.publish(snap);
+        // After the new snapshot is out: the watcher reads its targets there.
+        self.watcher
+            .settings(crate::xfr::watch::Settings::of(&self.config));
         self.announce(&served_before);
         self.prime_metrics();
         self.remember(now);

@@ -145,6 +145,7 @@ impl Engine {
                         .map(|s| s.primaries.iter().map(|p| p.addr.to_string()).collect())
                         .unwrap_or_default(),
                     notify: z.policy.notify.iter().map(|n| n.addr.to_string()).collect(),
+                    secondaries: self.replication.get(&z.origin).cloned().unwrap_or_default(),
                 }
             })
             .collect();

@@ -7,3 +7,4 @@ pub mod journal;
 pub mod notify;
 pub mod secondary;
 pub mod tsig;
+pub mod watch;

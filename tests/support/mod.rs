@@ -915,3 +915,109 @@ pub fn named_blocks() -> Vec<(String, String)> {
     }
     out
 }
+
+/// A stand-in secondary on a loopback UDP port: it acknowledges NOTIFY and
+/// answers every SOA query with the serial last `set` (a real secondary
+/// that has stopped transferring looks the same from the primary).
+pub struct FakeSecondary {
+    pub addr: SocketAddr,
+    serial: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl FakeSecondary {
+    pub fn start(serial: u32) -> FakeSecondary {
+        use hickory_proto::rr::Record;
+        use hickory_proto::rr::rdata::SOA;
+        let socket = UdpSocket::bind(("127.0.0.1", free_port())).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let shared = Arc::new(std::sync::atomic::AtomicU32::new(serial));
+        let serial = shared.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok((len, from)) = socket.recv_from(&mut buf) {
+                let Ok(request) = Message::from_vec(&buf[..len]) else {
+                    continue;
+                };
+                let op = request.metadata.op_code;
+                let mut m = Message::new(request.metadata.id, MessageType::Response, op);
+                m.metadata.authoritative = true;
+                m.queries = request.queries.clone();
+                if let (OpCode::Query, Some(q)) = (op, request.queries.first()) {
+                    m.answers.push(Record::from_rdata(
+                        q.name().clone(),
+                        60,
+                        RData::SOA(SOA::new(
+                            Name::from_ascii("ns1.example.com.").unwrap(),
+                            Name::from_ascii("hostmaster.example.com.").unwrap(),
+                            serial.load(Ordering::Relaxed),
+                            7200,
+                            3600,
+                            1_209_600,
+                            60,
+                        )),
+                    ));
+                }
+                let _ = socket.send_to(&m.to_vec().unwrap(), from);
+            }
+        });
+        FakeSecondary {
+            addr,
+            serial: shared,
+        }
+    }
+
+    pub fn set(&self, serial: u32) {
+        self.serial.store(serial, Ordering::Relaxed);
+    }
+}
+
+/// Polls `GET /v1/status` until `ok` holds for the zone's entry of the
+/// secondary at `addr`; returns that entry.
+pub fn wait_secondary(
+    s: &Server,
+    addr: SocketAddr,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let (_, body) = s.get("/v1/status");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let found = v["zones"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|z| z["secondaries"].as_array().into_iter().flatten())
+            .find(|r| r["address"] == addr.to_string().as_str())
+            .cloned();
+        if let Some(r) = found.filter(|r| ok(r)) {
+            return r;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "secondary {addr} never {what}; status:\n{body}\nlog:\n{}",
+            s.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Polls the server's log until a line holds every one of `parts`.
+pub fn wait_log_line(s: &Server, parts: &[&str]) -> String {
+    let start = Instant::now();
+    loop {
+        if let Some(line) = s
+            .log_text()
+            .lines()
+            .find(|l| parts.iter().all(|p| l.contains(p)))
+        {
+            return line.to_string();
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no log line with {parts:?}:\n{}",
+            s.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
