@@ -132,6 +132,19 @@ fn config(moto: &Moto, checks: &[(&str, &str, &str)]) -> String {
     out
 }
 
+/// A server whose desktop-0 follows check "pdx" on alarm "ws-pdx" (which
+/// must be OK), once it answers PDX0.
+fn watching_ws_pdx(moto: &Moto, extra: &str) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(
+        dir.path(),
+        &config(moto, &[("pdx", "ws-pdx", extra)]),
+        AWS_ENV,
+    );
+    s.wait_for_txt("desktop-0.example.com", "PDX0");
+    (dir, s)
+}
+
 /// Fast pulls, and one round decides: for the pull tests.
 const FAST: &str = "interval = \"300ms\"\ntimeout = \"250ms\"\nattempts = 1\nfall = 1\nrise = 1";
 
@@ -181,13 +194,7 @@ fn wait_detail(s: &Server, name: &str, needle: &str) {
 fn the_answer_follows_the_alarm_by_pull() {
     let moto = Moto::start();
     moto.alarm("ws-pdx", "OK");
-    let dir = tempfile::tempdir().unwrap();
-    let s = serve(
-        dir.path(),
-        &config(&moto, &[("pdx", "ws-pdx", FAST)]),
-        AWS_ENV,
-    );
-    s.wait_for_txt("desktop-0.example.com", "PDX0");
+    let (_dir, s) = watching_ws_pdx(&moto, FAST);
     moto.set("ws-pdx", "ALARM");
     s.wait_for_txt("desktop-0.example.com", "IAD0");
     assert!(
@@ -230,15 +237,9 @@ fn push(s: &Server, body: &str) -> serde_json::Value {
 fn pushed_events_move_the_answer_at_once_and_replays_do_not() {
     let moto = Moto::start();
     moto.alarm("ws-pdx", "OK");
-    let dir = tempfile::tempdir().unwrap();
     // The default 30 s pull: only the first round reads the alarm, so a
     // change within the test can only come from the push.
-    let s = serve(
-        dir.path(),
-        &config(&moto, &[("pdx", "ws-pdx", "")]),
-        AWS_ENV,
-    );
-    s.wait_for_txt("desktop-0.example.com", "PDX0");
+    let (_dir, s) = watching_ws_pdx(&moto, "");
 
     // Without the token: refused, nothing changes.
     let alarm = moto.set("ws-pdx", "ALARM");
@@ -296,13 +297,7 @@ fn pushed_events_move_the_answer_at_once_and_replays_do_not() {
 fn a_late_pull_cannot_undo_a_newer_pushed_state() {
     let moto = Moto::start();
     moto.alarm("ws-pdx", "OK");
-    let dir = tempfile::tempdir().unwrap();
-    let s = serve(
-        dir.path(),
-        &config(&moto, &[("pdx", "ws-pdx", FAST)]),
-        AWS_ENV,
-    );
-    s.wait_for_txt("desktop-0.example.com", "PDX0");
+    let (_dir, s) = watching_ws_pdx(&moto, FAST);
     // EventBridge says ALARM, dated after the OK the API still returns:
     // the pulls that follow read the older OK and must not move it back.
     let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
