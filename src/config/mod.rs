@@ -24,7 +24,7 @@ pub use crate::dns::rrl::RrlConfig;
 use crate::logging::LogFormat;
 use crate::zone::{StaticZone, parse_zone_with};
 pub use admin::AdminLimits;
-pub use alarm::{ALARM_TIMING, AlarmSpec, OnInsufficientData};
+pub use alarm::{ALARM_TIMING, AlarmSpec, OnInsufficientData, is_region};
 use error::SourceMap;
 pub use error::{ConfigError, Problem};
 use raw::{RawAlias, RawCheck, RawConfig, RawRrl, RawServer};
