@@ -681,6 +681,27 @@ impl Validator<'_> {
                 );
                 continue;
             }
+            if let IpAddr::V6(a) = ip {
+                // A mapped address is given to IPv6 peers only: the IPv4
+                // ones would silently go without their source.
+                if let Some(v4) = a.to_ipv4_mapped() {
+                    self.err(
+                        &item.span(),
+                        format!("query_source {ip} is an IPv4 address written as IPv6"),
+                        format!("write it as {v4}: it is the source for IPv4 peers"),
+                    );
+                    continue;
+                }
+                // Binding one needs an interface, which an address cannot name.
+                if a.is_unicast_link_local() {
+                    self.err(
+                        &item.span(),
+                        format!("query_source {ip} is link-local: it cannot be bound without naming an interface"),
+                        "name a global or unique-local IPv6 address of this host",
+                    );
+                    continue;
+                }
+            }
             let taken = match ip {
                 IpAddr::V4(a) => out.v4.replace(a).is_some(),
                 IpAddr::V6(a) => out.v6.replace(a).is_some(),
