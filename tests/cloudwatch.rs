@@ -293,6 +293,37 @@ fn pushed_events_move_the_answer_at_once_and_replays_do_not() {
 }
 
 #[test]
+fn an_old_event_is_not_applied_while_no_state_orders_it() {
+    // Nothing answers at this endpoint: every pull fails, so the check is
+    // down and the board holds no state (as after a restart or a reload
+    // that changed the check, until the first pull returns).
+    let moto_url = format!("http://127.0.0.1:{}", free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[[check]]\nname = \"pdx\"\nkind = \"cloudwatch_alarm\"\nalarm_name = \"ws-pdx\"\n\
+         region = \"us-west-2\"\nendpoint_url = \"{moto_url}\"\n\n\
+         [[alias]]\nname = \"desktop-0.example.com\"\nfailback_after = \"0s\"\n\
+         targets = [\n  {{ region = \"us-west-2\", connection_id = \"PDX0\", checks = [\"pdx\"] }},\n\
+           {{ region = \"us-east-1\", connection_id = \"IAD0\" }},\n]\n"
+    );
+    let s = serve(dir.path(), &body, AWS_ENV);
+    s.wait_for_txt("desktop-0.example.com", "IAD0");
+    // A replayed OK from long ago: EventBridge gives up on events older
+    // than its retry age, so it is a replay, and must not move the answer.
+    let r = push(
+        &s,
+        &event("e0", "ws-pdx", "OK", "2020-06-01T00:00:00.000+0000"),
+    );
+    assert_eq!(r["matched"][0]["result"], "stale", "{r}");
+    assert_eq!(s.txt("desktop-0.example.com"), ["IAD0"]);
+    // A fresh one is applied.
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let r = push(&s, &event("e1", "ws-pdx", "OK", &now.replace('Z', "+0000")));
+    assert_eq!(r["matched"][0]["result"], "applied", "{r}");
+    assert_eq!(s.txt("desktop-0.example.com"), ["PDX0"]);
+}
+
+#[test]
 fn a_late_pull_cannot_undo_a_newer_pushed_state() {
     let moto = Moto::start();
     moto.alarm("ws-pdx", "OK");

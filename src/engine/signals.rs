@@ -10,7 +10,7 @@ use super::Engine;
 use crate::config::ProbeSpec;
 use crate::health::Outcome;
 use crate::health::alarm::{Order, Seen};
-use crate::health::eventbridge::AlarmEvent;
+use crate::health::eventbridge::{AlarmEvent, STALE_AFTER_MS};
 
 /// What one event did, per check it matched: the admin API's answer.
 #[derive(Debug, Clone, Serialize)]
@@ -24,7 +24,9 @@ pub struct SignalReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct SignalMatch {
     pub check: String,
-    /// "applied", "duplicate" or "older" (than the state the check holds).
+    /// "applied", "duplicate", "older" (than the state the check holds) or
+    /// "stale" (too old to be anything but a replay, and nothing held to
+    /// order it against).
     pub result: &'static str,
     /// The check's verdict after the event.
     pub healthy: bool,
@@ -34,6 +36,8 @@ pub struct SignalMatch {
 impl Engine {
     pub(super) fn alarm_event(&mut self, event: &AlarmEvent) -> SignalReport {
         let now = Instant::now();
+        let now_ms = i64::try_from(super::unix_now_ms()).unwrap_or(i64::MAX);
+        let stale = event.at_ms < now_ms.saturating_sub(STALE_AFTER_MS);
         let mut matched = Vec::new();
         for i in 0..self.config.checks.len() {
             let spec = &self.config.checks[i];
@@ -47,6 +51,20 @@ impl Engine {
                 continue;
             }
             let name = spec.name.clone();
+            if stale && !self.alarms.holds(&name) {
+                let run = &self.core.checks()[i];
+                tracing::info!(check = %name, alarm = %event.alarm_name, state = event.state.as_str(), event = %event.id, "EventBridge event too old to be applied with no state to order it against");
+                matched.push(SignalMatch {
+                    check: name,
+                    result: "stale",
+                    healthy: run.state.state.healthy(),
+                    detail: format!(
+                        "event dated {} s ago and no state held yet: not applied; the next pull reads the alarm",
+                        now_ms.saturating_sub(event.at_ms) / 1000
+                    ),
+                });
+                continue;
+            }
             let seen = Seen {
                 state: event.state,
                 at_ms: event.at_ms,

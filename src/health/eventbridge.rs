@@ -61,6 +61,12 @@ struct StateField {
 /// true event after it "older" until a restart.
 pub const MAX_AHEAD_MS: i64 = 5 * 60 * 1000;
 
+/// Past this age an event is a replay: CloudWatch sends one per state
+/// change, and EventBridge's retries end sooner (the documented rule gives
+/// up after 300 s). Such an event is applied only if the board has a state
+/// to order it against, so after a restart it cannot undo the present.
+pub const STALE_AFTER_MS: i64 = 10 * 60 * 1000;
+
 /// Parses one event received at `now_ms`; the error says what is missing
 /// or wrong.
 pub fn parse(body: &[u8], now_ms: i64) -> Result<AlarmEvent, String> {
