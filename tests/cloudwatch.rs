@@ -26,10 +26,22 @@ impl Drop for Moto {
     }
 }
 
+/// `python3` without the developer's AWS_* variables: moto and boto3 read
+/// them as the SDK does (a profile that does not exist here fails moto).
+fn python3() -> Command {
+    let mut python = Command::new("python3");
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("AWS_") {
+            python.env_remove(key);
+        }
+    }
+    python
+}
+
 impl Moto {
     fn start() -> Moto {
         let port = free_port();
-        let mut child = Command::new("python3")
+        let mut child = python3()
             .args([
                 "-m",
                 "moto.server",
@@ -67,7 +79,7 @@ impl Moto {
             "import boto3\ncw = boto3.client('cloudwatch', region_name='us-west-2', endpoint_url='{}')\n{body}\n",
             self.url()
         );
-        let out = Command::new("python3")
+        let out = python3()
             .args(["-c", &script])
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
