@@ -304,21 +304,25 @@ fn pushed_events_move_the_answer_at_once_and_replays_do_not() {
     assert_eq!(s.txt("desktop-0.example.com"), ["PDX0"]);
 }
 
-#[test]
-fn an_old_event_is_not_applied_while_no_state_orders_it() {
-    // Nothing answers at this endpoint: every pull fails, so the check is
-    // down and the board holds no state (as after a restart or a reload
-    // that changed the check, until the first pull returns).
+/// One alarm check whose pulls all fail (nothing answers at its endpoint),
+/// so it is down and the board holds no state: as after a restart or a
+/// reload that changed the check, until a pull returns, or while the
+/// Region's API is unreachable.
+fn unreachable_api() -> String {
     let moto_url = format!("http://127.0.0.1:{}", free_port());
-    let dir = tempfile::tempdir().unwrap();
-    let body = format!(
+    format!(
         "[[check]]\nname = \"pdx\"\nkind = \"cloudwatch_alarm\"\nalarm_name = \"ws-pdx\"\n\
          region = \"us-west-2\"\nendpoint_url = \"{moto_url}\"\n\n\
          [[alias]]\nname = \"desktop-0.example.com\"\nfailback_after = \"0s\"\n\
          targets = [\n  {{ region = \"us-west-2\", connection_id = \"PDX0\", checks = [\"pdx\"] }},\n\
            {{ region = \"us-east-1\", connection_id = \"IAD0\" }},\n]\n"
-    );
-    let s = serve(dir.path(), &body, AWS_ENV);
+    )
+}
+
+#[test]
+fn an_old_event_is_not_applied_while_no_state_orders_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), &unreachable_api(), AWS_ENV);
     s.wait_for_txt("desktop-0.example.com", "IAD0");
     // A replayed OK from long ago: EventBridge gives up on events older
     // than its retry age, so it is a replay, and must not move the answer.
@@ -333,6 +337,21 @@ fn an_old_event_is_not_applied_while_no_state_orders_it() {
     let r = push(&s, &event("e1", "ws-pdx", "OK", &now.replace('Z', "+0000")));
     assert_eq!(r["matched"][0]["result"], "applied", "{r}");
     assert_eq!(s.txt("desktop-0.example.com"), ["PDX0"]);
+}
+
+#[test]
+fn a_pushed_insufficient_data_keeps_the_state_under_last() {
+    // The Region's API is unreachable and its metrics fall silent: the
+    // check is down, and "no data" must not bring the answer back.
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), &unreachable_api(), AWS_ENV);
+    s.wait_for_txt("desktop-0.example.com", "IAD0");
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let now = now.replace('Z', "+0000");
+    let r = push(&s, &event("e1", "ws-pdx", "INSUFFICIENT_DATA", &now));
+    assert_eq!(r["matched"][0]["result"], "applied", "{r}");
+    assert_eq!(r["matched"][0]["healthy"], false, "{r}");
+    assert_eq!(s.txt("desktop-0.example.com"), ["IAD0"]);
 }
 
 #[test]

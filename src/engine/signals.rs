@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::Engine;
-use crate::config::ProbeSpec;
+use crate::config::{OnInsufficientData, ProbeSpec};
 use crate::health::Outcome;
-use crate::health::alarm::{Order, Seen};
+use crate::health::alarm::{AlarmState, Order, Seen};
 use crate::health::eventbridge::{AlarmEvent, STALE_AFTER_MS};
 
 /// What one event did, per check it matched: the admin API's answer.
@@ -75,6 +75,31 @@ impl Engine {
                 Order::Same => "duplicate",
                 Order::Older => "older",
             };
+            // Under "last", no data says nothing new: the check keeps the
+            // state it has, which may be down from failed pulls the board
+            // never saw (an outage silences the API and the metrics alike).
+            let keep = event.state == AlarmState::InsufficientData
+                && alarm.on_insufficient_data == OnInsufficientData::Last;
+            if order == Order::Newer && keep {
+                let healthy = self.core.checks()[i].state.state.healthy();
+                tracing::info!(check = %name, alarm = %event.alarm_name, state = event.state.as_str(), event = %event.id, healthy, "EventBridge event applied: the check keeps its state");
+                let detail = if healthy == verdict.healthy {
+                    verdict.detail
+                } else {
+                    format!(
+                        "alarm INSUFFICIENT_DATA (pushed by EventBridge, event {}): keeping the check's state, {}",
+                        event.id,
+                        if healthy { "healthy" } else { "unhealthy" }
+                    )
+                };
+                matched.push(SignalMatch {
+                    check: name,
+                    result,
+                    healthy,
+                    detail,
+                });
+                continue;
+            }
             if order == Order::Newer {
                 let outcome = Outcome {
                     ok: verdict.healthy,
