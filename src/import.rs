@@ -106,11 +106,25 @@ pub fn import(sources: &[Source], primary: Option<&str>) -> Result<Imported, Str
             )
         })?;
         for alias in output.connection_aliases {
-            if let Some(t) = pick(source, &alias, &mut warnings) {
-                aliases
-                    .entry(alias.connection_string.to_ascii_lowercase())
-                    .or_default()
-                    .push(t);
+            let Some(t) = pick(source, &alias, &mut warnings) else {
+                continue;
+            };
+            // Names differ only in case in DNS: one target per Region.
+            let targets = aliases
+                .entry(alias.connection_string.to_ascii_lowercase())
+                .or_default();
+            match targets.iter().find(|o| o.region == t.region) {
+                Some(first) => warnings.push(format!(
+                    "{} ({}, {}): {} already has a target in {} ({}, from {}): skipped",
+                    alias.connection_string,
+                    t.region,
+                    t.alias_id,
+                    alias.connection_string.to_ascii_lowercase(),
+                    t.region,
+                    first.connection_id,
+                    first.alias_id
+                )),
+                None => targets.push(t),
             }
         }
     }

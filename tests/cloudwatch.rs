@@ -26,10 +26,22 @@ impl Drop for Moto {
     }
 }
 
+/// `python3` without the developer's AWS_* variables: moto and boto3 read
+/// them as the SDK does (a profile that does not exist here fails moto).
+fn python3() -> Command {
+    let mut python = Command::new("python3");
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("AWS_") {
+            python.env_remove(key);
+        }
+    }
+    python
+}
+
 impl Moto {
     fn start() -> Moto {
         let port = free_port();
-        let mut child = Command::new("python3")
+        let mut child = python3()
             .args([
                 "-m",
                 "moto.server",
@@ -67,7 +79,7 @@ impl Moto {
             "import boto3\ncw = boto3.client('cloudwatch', region_name='us-west-2', endpoint_url='{}')\n{body}\n",
             self.url()
         );
-        let out = Command::new("python3")
+        let out = python3()
             .args(["-c", &script])
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -291,6 +303,56 @@ fn pushed_events_move_the_answer_at_once_and_replays_do_not() {
     let r = push(&s, &event("e2", "ws-pdx", "OK", &ok));
     assert_eq!(r["matched"][0]["result"], "applied", "{r}");
     assert_eq!(s.txt("desktop-0.example.com"), ["PDX0"]);
+}
+
+/// One alarm check whose pulls all fail (nothing answers at its endpoint),
+/// so it is down and the board holds no state: as after a restart or a
+/// reload that changed the check, until a pull returns, or while the
+/// Region's API is unreachable.
+fn unreachable_api() -> String {
+    let moto_url = format!("http://127.0.0.1:{}", free_port());
+    format!(
+        "[[check]]\nname = \"pdx\"\nkind = \"cloudwatch_alarm\"\nalarm_name = \"ws-pdx\"\n\
+         region = \"us-west-2\"\nendpoint_url = \"{moto_url}\"\n\n\
+         [[alias]]\nname = \"desktop-0.example.com\"\nfailback_after = \"0s\"\n\
+         targets = [\n  {{ region = \"us-west-2\", connection_id = \"PDX0\", checks = [\"pdx\"] }},\n\
+           {{ region = \"us-east-1\", connection_id = \"IAD0\" }},\n]\n"
+    )
+}
+
+#[test]
+fn an_old_event_is_not_applied_while_no_state_orders_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), &unreachable_api(), AWS_ENV);
+    s.wait_for_txt("desktop-0.example.com", "IAD0");
+    // A replayed OK from long ago: EventBridge gives up on events older
+    // than its retry age, so it is a replay, and must not move the answer.
+    let r = push(
+        &s,
+        &event("e0", "ws-pdx", "OK", "2020-06-01T00:00:00.000+0000"),
+    );
+    assert_eq!(r["matched"][0]["result"], "stale", "{r}");
+    assert_eq!(s.txt("desktop-0.example.com"), ["IAD0"]);
+    // A fresh one is applied.
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let r = push(&s, &event("e1", "ws-pdx", "OK", &now.replace('Z', "+0000")));
+    assert_eq!(r["matched"][0]["result"], "applied", "{r}");
+    assert_eq!(s.txt("desktop-0.example.com"), ["PDX0"]);
+}
+
+#[test]
+fn a_pushed_insufficient_data_keeps_the_state_under_last() {
+    // The Region's API is unreachable and its metrics fall silent: the
+    // check is down, and "no data" must not bring the answer back.
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), &unreachable_api(), AWS_ENV);
+    s.wait_for_txt("desktop-0.example.com", "IAD0");
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let now = now.replace('Z', "+0000");
+    let r = push(&s, &event("e1", "ws-pdx", "INSUFFICIENT_DATA", &now));
+    assert_eq!(r["matched"][0]["result"], "applied", "{r}");
+    assert_eq!(r["matched"][0]["healthy"], false, "{r}");
+    assert_eq!(s.txt("desktop-0.example.com"), ["IAD0"]);
 }
 
 #[test]

@@ -45,7 +45,8 @@ pub const ALARM_TIMING: Timing = Timing {
     attempts: 2,
 };
 
-fn is_region(s: &str) -> bool {
+/// An AWS Region name's shape (config and pushed events alike).
+pub fn is_region(s: &str) -> bool {
     (1..=32).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')

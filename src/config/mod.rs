@@ -24,7 +24,7 @@ pub use crate::dns::rrl::RrlConfig;
 use crate::logging::LogFormat;
 use crate::zone::{StaticZone, parse_zone_with};
 pub use admin::AdminLimits;
-pub use alarm::{ALARM_TIMING, AlarmSpec, OnInsufficientData};
+pub use alarm::{ALARM_TIMING, AlarmSpec, OnInsufficientData, is_region};
 use error::SourceMap;
 pub use error::{ConfigError, Problem};
 use raw::{RawAlias, RawCheck, RawConfig, RawRrl, RawServer};
@@ -697,6 +697,27 @@ impl Validator<'_> {
                     "name one of this host's unicast addresses, or leave the family out to let the kernel choose",
                 );
                 continue;
+            }
+            if let IpAddr::V6(a) = ip {
+                // A mapped address is given to IPv6 peers only: the IPv4
+                // ones would silently go without their source.
+                if let Some(v4) = a.to_ipv4_mapped() {
+                    self.err(
+                        &item.span(),
+                        format!("query_source {ip} is an IPv4 address written as IPv6"),
+                        format!("write it as {v4}: it is the source for IPv4 peers"),
+                    );
+                    continue;
+                }
+                // Binding one needs an interface, which an address cannot name.
+                if a.is_unicast_link_local() {
+                    self.err(
+                        &item.span(),
+                        format!("query_source {ip} is link-local: it cannot be bound without naming an interface"),
+                        "name a global or unique-local IPv6 address of this host",
+                    );
+                    continue;
+                }
             }
             let taken = match ip {
                 IpAddr::V4(a) => out.v4.replace(a).is_some(),

@@ -1012,6 +1012,12 @@ fn query_source_mistakes_are_pinned_to_their_line() {
     fails(&server("\"192.0.2.1:53\""), "is not an IP address", 7);
     fails(&server("\"0.0.0.0\""), "cannot be a source address", 7);
     fails(
+        &server("\"::ffff:127.0.0.2\""),
+        "is an IPv4 address written as IPv6",
+        7,
+    );
+    fails(&server("\"fe80::1\""), "is link-local", 7);
+    fails(
         &server("\"192.0.2.1\",\n\"192.0.2.2\""),
         "a second IPv4 address, 192.0.2.2",
         8,

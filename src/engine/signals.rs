@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::Engine;
-use crate::config::ProbeSpec;
+use crate::config::{OnInsufficientData, ProbeSpec};
 use crate::health::Outcome;
-use crate::health::alarm::{Order, Seen};
-use crate::health::eventbridge::AlarmEvent;
+use crate::health::alarm::{AlarmState, Order, Seen};
+use crate::health::eventbridge::{AlarmEvent, STALE_AFTER_MS};
 
 /// What one event did, per check it matched: the admin API's answer.
 #[derive(Debug, Clone, Serialize)]
@@ -24,7 +24,9 @@ pub struct SignalReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct SignalMatch {
     pub check: String,
-    /// "applied", "duplicate" or "older" (than the state the check holds).
+    /// "applied", "duplicate", "older" (than the state the check holds) or
+    /// "stale" (too old to be anything but a replay, and nothing held to
+    /// order it against).
     pub result: &'static str,
     /// The check's verdict after the event.
     pub healthy: bool,
@@ -34,6 +36,8 @@ pub struct SignalMatch {
 impl Engine {
     pub(super) fn alarm_event(&mut self, event: &AlarmEvent) -> SignalReport {
         let now = Instant::now();
+        let now_ms = i64::try_from(super::unix_now_ms()).unwrap_or(i64::MAX);
+        let stale = event.at_ms < now_ms.saturating_sub(STALE_AFTER_MS);
         let mut matched = Vec::new();
         for i in 0..self.config.checks.len() {
             let spec = &self.config.checks[i];
@@ -47,6 +51,20 @@ impl Engine {
                 continue;
             }
             let name = spec.name.clone();
+            if stale && !self.alarms.holds(&name) {
+                let run = &self.core.checks()[i];
+                tracing::info!(check = %name, alarm = %event.alarm_name, state = event.state.as_str(), event = %event.id, "EventBridge event too old to be applied with no state to order it against");
+                matched.push(SignalMatch {
+                    check: name,
+                    result: "stale",
+                    healthy: run.state.state.healthy(),
+                    detail: format!(
+                        "event dated {} s ago and no state held yet: not applied; the next pull reads the alarm",
+                        now_ms.saturating_sub(event.at_ms) / 1000
+                    ),
+                });
+                continue;
+            }
             let seen = Seen {
                 state: event.state,
                 at_ms: event.at_ms,
@@ -57,6 +75,31 @@ impl Engine {
                 Order::Same => "duplicate",
                 Order::Older => "older",
             };
+            // Under "last", no data says nothing new: the check keeps the
+            // state it has, which may be down from failed pulls the board
+            // never saw (an outage silences the API and the metrics alike).
+            let keep = event.state == AlarmState::InsufficientData
+                && alarm.on_insufficient_data == OnInsufficientData::Last;
+            if order == Order::Newer && keep {
+                let healthy = self.core.checks()[i].state.state.healthy();
+                tracing::info!(check = %name, alarm = %event.alarm_name, state = event.state.as_str(), event = %event.id, healthy, "EventBridge event applied: the check keeps its state");
+                let detail = if healthy == verdict.healthy {
+                    verdict.detail
+                } else {
+                    format!(
+                        "alarm INSUFFICIENT_DATA (pushed by EventBridge, event {}): keeping the check's state, {}",
+                        event.id,
+                        if healthy { "healthy" } else { "unhealthy" }
+                    )
+                };
+                matched.push(SignalMatch {
+                    check: name,
+                    result,
+                    healthy,
+                    detail,
+                });
+                continue;
+            }
             if order == Order::Newer {
                 let outcome = Outcome {
                     ok: verdict.healthy,

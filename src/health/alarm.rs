@@ -112,6 +112,15 @@ impl AlarmBoard {
         (order, verdict(current, policy, entry.verdict))
     }
 
+    /// Whether `check` holds an observation to order others against.
+    pub fn holds(&self, check: &str) -> bool {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(check)
+            .is_some_and(|h| h.seen.is_some())
+    }
+
     /// Forgets checks no longer configured (after a reload).
     pub fn retain(&self, names: &[&str]) {
         let mut held = self

@@ -61,11 +61,21 @@ struct StateField {
 /// true event after it "older" until a restart.
 pub const MAX_AHEAD_MS: i64 = 5 * 60 * 1000;
 
+/// Past this age an event is a replay: CloudWatch sends one per state
+/// change, and EventBridge's retries end sooner (the documented rule gives
+/// up after 300 s). Such an event is applied only if the board has a state
+/// to order it against, so after a restart it cannot undo the present.
+pub const STALE_AFTER_MS: i64 = 10 * 60 * 1000;
+
 /// Parses one event received at `now_ms`; the error says what is missing
 /// or wrong.
 pub fn parse(body: &[u8], now_ms: i64) -> Result<AlarmEvent, String> {
-    let e: Envelope = serde_json::from_slice(body)
-        .map_err(|e| format!("the body is not an EventBridge event: {e}"))?;
+    let e: Envelope = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "the body is not an EventBridge event: {}",
+            bounded(&e.to_string())
+        )
+    })?;
     if e.source != SOURCE || e.detail_type != DETAIL_TYPE {
         return Err(format!(
             "not a CloudWatch alarm state change (source {:?}, detail-type {:?}); the rule's pattern should match source {SOURCE:?} and detail-type {DETAIL_TYPE:?}",
@@ -81,11 +91,22 @@ pub fn parse(body: &[u8], now_ms: i64) -> Result<AlarmEvent, String> {
             clip(&state.value)
         )
     })?;
-    if detail.alarm_name.is_empty() || detail.alarm_name.chars().count() > 255 {
-        return Err("detail.alarmName must have 1 to 255 characters".into());
+    // As the config refuses them: such a name or Region matches no check,
+    // and would only reach the logs and the status.
+    if detail.alarm_name.is_empty()
+        || detail.alarm_name.chars().count() > 255
+        || detail.alarm_name.chars().any(char::is_control)
+    {
+        return Err(
+            "detail.alarmName must have 1 to 255 characters, none of them control characters"
+                .into(),
+        );
     }
-    if e.region.is_empty() || e.region.len() > 32 {
-        return Err("the event has no `region`".into());
+    if !crate::config::is_region(&e.region) {
+        return Err(format!(
+            "the event's `region` {:?} is not an AWS Region name",
+            clip(&e.region)
+        ));
     }
     let at_ms = parse_time(&state.timestamp)
         .or_else(|| parse_time(&e.time))
@@ -107,9 +128,23 @@ pub fn parse(body: &[u8], now_ms: i64) -> Result<AlarmEvent, String> {
     })
 }
 
-/// At most 64 characters of a field, for messages and ids.
+/// At most 64 characters of a field, for messages and ids; control
+/// characters become '?', so a field cannot forge a log line.
 fn clip(s: &str) -> String {
-    s.chars().take(64).collect()
+    s.chars()
+        .take(64)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// At most 300 characters of a parser's message: it can quote the body.
+fn bounded(s: &str) -> String {
+    if s.chars().count() <= 300 {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(300).collect();
+    out.push('…');
+    out
 }
 
 /// Milliseconds since the epoch of an event timestamp: RFC 3339
@@ -176,6 +211,31 @@ mod tests {
     }
 
     #[test]
+    fn hostile_fields_cannot_reach_logs_or_answers_unbounded() {
+        // A parser message quotes what it refused: not all 100 kB of it.
+        let big = "A".repeat(100_000);
+        let body = event("OK", "").replace(
+            r#""configuration": { "metrics": [] }"#,
+            &format!(r#""configuration": {{ "metrics": [] }}, "state": "{big}""#),
+        );
+        let message = parse(body.replace("\"state\": {", "\"x\": {").as_bytes(), NOW);
+        let message = message.unwrap_err();
+        assert!(message.len() < 1_000, "{} bytes", message.len());
+        // Newlines in what is logged: refused, or made harmless.
+        let forged = event("ALARM", "").replace("\"ws-pdx\",", "\"ws-pdx\\nINFO forged\",");
+        assert!(
+            parse(forged.as_bytes(), NOW)
+                .unwrap_err()
+                .contains("control characters")
+        );
+        let id = event("ALARM", "")
+            .replace("c4c1c1c9-6542", "c4c1\\nINFO forged")
+            .replace("\"123456789012\",", "\"1234\\n56789012\",");
+        let e = parse(id.as_bytes(), NOW).unwrap();
+        assert!(!e.id.contains('\n') && !e.account.contains('\n'), "{e:?}");
+    }
+
+    #[test]
     fn other_events_and_broken_ones_say_what_is_wrong() {
         let other = event("ALARM", "").replace("aws.cloudwatch", "aws.ec2");
         assert!(
@@ -201,6 +261,12 @@ mod tests {
                 .contains("timestamp")
         );
         assert_eq!(parse_time("2026-12-06T10:00:00+0200"), None);
+        let region = event("OK", "").replace("us-west-2\",", "us-west-2\\n\",");
+        assert!(
+            parse(region.as_bytes(), NOW)
+                .unwrap_err()
+                .contains("is not an AWS Region name")
+        );
         let ahead = event("ALARM", "2027-01-01T00:00:00.000+0000");
         assert!(
             parse(ahead.as_bytes(), NOW)

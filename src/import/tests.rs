@@ -257,3 +257,46 @@ fn hostile_strings_cannot_write_configuration() {
             .contains("is not a Region name")
     );
 }
+
+#[test]
+fn a_connection_string_twice_in_one_region_keeps_the_first_and_warns() {
+    // Case-only duplicates are one DNS name: a second target in the same
+    // Region would make the whole output fail validation.
+    let sources = vec![
+        source(
+            "us-west-2",
+            output(&format!(
+                "{},{}",
+                alias("Desktop.example.com", "wsca-a", &association(OWNER, "PDXa")),
+                alias("desktop.example.com", "wsca-b", &association(OWNER, "PDXb"))
+            )),
+        ),
+        source(
+            "us-east-1",
+            output(&alias(
+                "desktop.example.com",
+                "wsca-c",
+                &association(OWNER, "IADc"),
+            )),
+        ),
+    ];
+    let got = import(&sources, Some("us-west-2")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        got.config.contains("connection_id = \"PDXa\""),
+        "{}",
+        got.config
+    );
+    assert!(!got.config.contains("PDXb"), "{}", got.config);
+    assert!(
+        got.config.contains("connection_id = \"IADc\""),
+        "{}",
+        got.config
+    );
+    assert!(
+        got.warnings
+            .iter()
+            .any(|w| w.contains("wsca-b") && w.contains("already has a target")),
+        "{:?}",
+        got.warnings
+    );
+}

@@ -177,6 +177,14 @@ impl Server {
                 sh
             }
         };
+        // The AWS SDK reads its whole configuration from the environment
+        // (keys, profiles, the ECS and web-identity endpoints): a test sets
+        // what it uses, and the developer's own never reaches the server.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("AWS_") {
+                command.env_remove(key);
+            }
+        }
         let child = command
             .args(["serve", "--config"])
             .arg(config)
