@@ -113,18 +113,19 @@ impl Engine {
             }
         };
         // An alarm check keeps what it saw only while it watches the same alarm.
-        let kept: Vec<&str> = self
+        let kept: Vec<String> = self
             .config
             .checks
             .iter()
             .filter(|c| {
-                matches!(c.probe, ProbeSpec::CloudWatchAlarm(_))
-                    && old
-                        .checks
-                        .iter()
-                        .any(|o| o.name == c.name && o.probe == c.probe)
+                old.checks
+                    .iter()
+                    .any(|o| o.name == c.name && o.probe == c.probe)
             })
-            .map(|c| c.name.as_str())
+            .filter_map(|c| match &c.probe {
+                ProbeSpec::CloudWatchAlarm(a) => Some(crate::health::alarm::board_key(&c.name, a)),
+                _ => None,
+            })
             .collect();
         self.alarms.retain(&kept);
         if old.webhooks != self.config.webhooks {

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::Engine;
 use crate::config::{OnInsufficientData, ProbeSpec};
 use crate::health::Outcome;
-use crate::health::alarm::{AlarmState, Order, Seen};
+use crate::health::alarm::{AlarmState, Order, Seen, board_key};
 use crate::health::eventbridge::{AlarmEvent, STALE_AFTER_MS};
 
 /// What one event did, per check it matched: the admin API's answer.
@@ -51,7 +51,8 @@ impl Engine {
                 continue;
             }
             let name = spec.name.clone();
-            if stale && !self.alarms.holds(&name) {
+            let key = board_key(&name, alarm);
+            if stale && !self.alarms.holds(&key) {
                 let run = &self.core.checks()[i];
                 tracing::info!(check = %name, alarm = %event.alarm_name, state = event.state.as_str(), event = %event.id, "EventBridge event too old to be applied with no state to order it against");
                 matched.push(SignalMatch {
@@ -69,7 +70,7 @@ impl Engine {
                 state: event.state,
                 at_ms: event.at_ms,
             };
-            let (order, verdict) = self.alarms.offer(&name, seen, alarm.on_insufficient_data);
+            let (order, verdict) = self.alarms.offer(&key, seen, alarm.on_insufficient_data);
             let result = match order {
                 Order::Newer => "applied",
                 Order::Same => "duplicate",

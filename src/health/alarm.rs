@@ -70,7 +70,14 @@ struct Held {
     verdict: Option<bool>,
 }
 
-/// What pulls and pushes have seen, by check name. One small entry per
+/// A check's entry on the board: its name and the alarm it watches, so a
+/// probe loop a reload is replacing cannot write the old alarm's state
+/// under the new definition (alarm names hold no control characters).
+pub fn board_key(check: &str, spec: &AlarmSpec) -> String {
+    format!("{check}\n{}\n{}", spec.region, spec.alarm_name)
+}
+
+/// What pulls and pushes have seen, by `board_key`. One small entry per
 /// alarm check: bounded by the configuration.
 #[derive(Default)]
 pub struct AlarmBoard {
@@ -85,14 +92,14 @@ pub struct Verdict {
 }
 
 impl AlarmBoard {
-    /// Records `seen` for `check` if it is newer than what is held; returns
+    /// Records `seen` under `key` (`board_key`) if it is newer than what is held; returns
     /// how it ordered and the verdict the check has after it.
-    pub fn offer(&self, check: &str, seen: Seen, policy: OnInsufficientData) -> (Order, Verdict) {
+    pub fn offer(&self, key: &str, seen: Seen, policy: OnInsufficientData) -> (Order, Verdict) {
         let mut held = self
             .held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let entry = held.entry(check.to_string()).or_default();
+        let entry = held.entry(key.to_string()).or_default();
         let order = match entry.seen {
             None => Order::Newer,
             Some(old) if seen.at_ms > old.at_ms => Order::Newer,
@@ -112,22 +119,22 @@ impl AlarmBoard {
         (order, verdict(current, policy, entry.verdict))
     }
 
-    /// Whether `check` holds an observation to order others against.
-    pub fn holds(&self, check: &str) -> bool {
+    /// Whether the entry `key` holds an observation to order others against.
+    pub fn holds(&self, key: &str) -> bool {
         self.held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(check)
+            .get(key)
             .is_some_and(|h| h.seen.is_some())
     }
 
-    /// Forgets checks no longer configured (after a reload).
-    pub fn retain(&self, names: &[&str]) {
+    /// Keeps only the entries of `keys` (after a reload).
+    pub fn retain(&self, keys: &[String]) {
         let mut held = self
             .held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        held.retain(|name, _| names.contains(&name.as_str()));
+        held.retain(|key, _| keys.contains(key));
     }
 }
 
@@ -178,7 +185,8 @@ fn since(at_ms: i64) -> String {
 
 /// The pulling side of one alarm check.
 pub struct AlarmProber {
-    check: String,
+    /// Its entry on the board (`board_key`).
+    key: String,
     spec: AlarmSpec,
     timeout: Duration,
     board: Arc<AlarmBoard>,
@@ -190,7 +198,7 @@ pub struct AlarmProber {
 impl AlarmProber {
     pub fn new(check: &str, spec: &AlarmSpec, timeout: Duration, board: Arc<AlarmBoard>) -> Self {
         AlarmProber {
-            check: check.to_string(),
+            key: board_key(check, spec),
             spec: spec.clone(),
             timeout,
             board,
@@ -231,7 +239,7 @@ impl AlarmProber {
         let seen = self.describe().await?;
         let (order, v) = self
             .board
-            .offer(&self.check, seen, self.spec.on_insufficient_data);
+            .offer(&self.key, seen, self.spec.on_insufficient_data);
         let detail = match order {
             Order::Older => format!(
                 "{} (DescribeAlarms said {}, older than a pushed state)",
