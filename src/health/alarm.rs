@@ -307,8 +307,9 @@ impl AlarmProber {
     }
 }
 
-/// At most 300 characters of an error chain, for a status line.
-fn bounded(s: &str) -> String {
+/// At most 300 characters of an error chain or a parser's message, for a
+/// status line or an answer.
+pub(super) fn bounded(s: &str) -> String {
     if s.chars().count() <= 300 {
         return s.to_string();
     }

@@ -4,7 +4,8 @@
 
 use serde::Deserialize;
 
-use super::alarm::AlarmState;
+// A parser's message can quote the body: `bounded` cuts it.
+use super::alarm::{AlarmState, bounded};
 
 /// Envelope fields this event must carry.
 const SOURCE: &str = "aws.cloudwatch";
@@ -135,16 +136,6 @@ fn clip(s: &str) -> String {
         .take(64)
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
-}
-
-/// At most 300 characters of a parser's message: it can quote the body.
-fn bounded(s: &str) -> String {
-    if s.chars().count() <= 300 {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(300).collect();
-    out.push('…');
-    out
 }
 
 /// Milliseconds since the epoch of an event timestamp: RFC 3339
